@@ -15,6 +15,7 @@ from .nets import DIT_SIZES, DiT, ToyMLP, build_dit, load_official_dit
 from .paths import NoisingPath, get_path
 from .soflow import SoFlow
 from .time_sampling import intermediate_time, l_ratio, logit_normal, sample_consistency_times
+from .toy_training import History, train_toy
 
 __version__ = "0.1.0"
 
@@ -25,5 +26,5 @@ __all__ = [
     "data_floor", "energy_distance", "get_coefficients", "get_path", "guidance_decay",
     "guided_velocity", "integrate", "intermediate_time", "l_ratio", "load_official_dit",
     "logit_normal", "sample_consistency_times", "sample_quality", "sample_toy",
-    "sliced_wasserstein2", "toy_num_classes",
+    "sliced_wasserstein2", "toy_num_classes", "History", "train_toy",
 ]

@@ -1,0 +1,71 @@
+"""A minimal in-memory training loop for 2D toys and other small tensors (CPU, seconds).
+
+The full trainer (checkpoints, EMA, DDP, logging) lives in ``soflow_mini.train``; this loop
+is what the book's chapters use to train a model live.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+
+@dataclass
+class History:
+    """Per-step logs of a training run: ``history["fm_mse"]`` is a list of floats."""
+
+    logs: dict[str, list[float]] = field(default_factory=dict)
+
+    def append(self, logs: dict[str, Tensor]) -> None:
+        for key, value in logs.items():
+            self.logs.setdefault(key, []).append(float(value))
+
+    def __getitem__(self, key: str) -> list[float]:
+        return self.logs[key]
+
+    def smoothed(self, key: str, window: int = 50) -> list[float]:
+        """Running mean over ``window`` steps (shorter at the start)."""
+        values = torch.tensor(self.logs[key], dtype=torch.float64)
+        csum = torch.cat([torch.zeros(1, dtype=torch.float64), values.cumsum(0)])
+        idx = torch.arange(1, len(values) + 1)
+        lo = (idx - window).clamp(min=0)
+        return ((csum[idx] - csum[lo]) / (idx - lo)).tolist()
+
+
+def train_toy(
+    model: nn.Module,
+    data: Tensor,
+    labels: Tensor | None = None,
+    *,
+    steps: int = 2000,
+    batch_size: int = 512,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: bool = False,
+) -> History:
+    """Train ``model`` (anything with ``loss(x0, y, step=, total_steps=, generator=)``) with
+    AdamW on minibatches drawn from ``data`` (N, ...); returns the per-step logs.
+
+    Deterministic for a given seed on a given machine.
+    """
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
+    if labels is not None and labels.shape[0] != data.shape[0]:
+        raise ValueError(f"labels must have one entry per data row ({data.shape[0]}), got {labels.shape[0]}")
+    g = torch.Generator(device=data.device).manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    history = History()
+    model.train()
+    for step in tqdm(range(steps), disable=not progress, desc="training"):
+        idx = torch.randint(0, data.shape[0], (batch_size,), generator=g, device=data.device)
+        y = None if labels is None else labels[idx]
+        loss, logs = model.loss(data[idx], y, step=step, total_steps=steps, generator=g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        history.append(logs)
+    model.eval()
+    return history
