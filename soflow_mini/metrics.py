@@ -46,22 +46,23 @@ def sliced_wasserstein2(x: Tensor, y: Tensor, *, num_projections: int = 256, see
     g = torch.Generator().manual_seed(seed)
     dirs = torch.randn(x.shape[1], num_projections, generator=g, dtype=torch.float64)
     dirs = dirs / dirs.norm(dim=0, keepdim=True)  # (D, P)
-    px = (x.double().cpu() @ dirs).sort(dim=0).values  # (N, P)
-    py = (y.double().cpu() @ dirs).sort(dim=0).values  # (M, P)
-    if px.shape[0] != py.shape[0]:
-        n = min(px.shape[0], py.shape[0])
+    px = (dirs.T @ x.double().cpu().T).sort(dim=1).values  # (P, N)
+    py = (dirs.T @ y.double().cpu().T).sort(dim=1).values  # (P, M)
+    if px.shape[1] != py.shape[1]:
+        n = min(px.shape[1], py.shape[1])
         levels = (torch.arange(n, dtype=torch.float64) + 0.5) / n
         px, py = _quantiles(px, levels), _quantiles(py, levels)
     return float(((px - py) ** 2).mean().sqrt())
 
 
 def _quantiles(sorted_values: Tensor, levels: Tensor) -> Tensor:
-    n = sorted_values.shape[0]
+    """Linearly interpolated quantiles of rows sorted along dim 1; (P, N) -> (P, len(levels))."""
+    n = sorted_values.shape[1]
     pos = levels * n - 0.5
     lo = pos.floor().clamp(0, n - 1).long()
     hi = (lo + 1).clamp(max=n - 1)
-    frac = (pos - lo).clamp(0, 1)[:, None]
-    return sorted_values[lo] * (1 - frac) + sorted_values[hi] * frac
+    frac = (pos - lo).clamp(0, 1)
+    return sorted_values[:, lo] * (1 - frac) + sorted_values[:, hi] * frac
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ so that z_r = z_t - (t - r) u is SoFlow's Euler parameterization.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -65,7 +66,9 @@ class MeanFlow(nn.Module):
         def u_fn(z: Tensor, t_: Tensor, r_: Tensor) -> Tensor:
             return self.net(z, t_, r_, y)
 
-        u, dudt = jvp(u_fn, (z_t, t, r), (v_t, torch.ones_like(t), torch.zeros_like(r)))
+        with warnings.catch_warnings():  # torch's first forward-AD call warns about its own internals
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+            u, dudt = jvp(u_fn, (z_t, t, r), (v_t, torch.ones_like(t), torch.zeros_like(r)))
         gap = (t - r).reshape(-1, *([1] * (z_t.dim() - 1)))
         return u, (v_t - gap * dudt).detach()
 

@@ -1,0 +1,267 @@
+"""Command line: soflow-train, soflow-sample, soflow-evaluate, soflow-prepare-latents.
+
+The same commands run as ``python -m soflow_mini.cli train ...`` (and so under
+``torchrun ... -m soflow_mini.cli train ...``). Bad input ends the command with exit status 2
+and one line on stderr; a failure while running (missing data, a non-finite loss) with
+status 1; Ctrl-C during training with status 130 after writing a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+USAGE_ERROR, RUN_ERROR, INTERRUPTED = 2, 1, 130
+_EXPECTED = (ValueError, FileNotFoundError, ImportError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def _fail(prog: str, message: str, code: int) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return code
+
+
+def parse_overrides(tokens: Sequence[str]) -> dict[str, str]:
+    """``--section.field value`` or ``--section.field=value`` pairs -> {"section.field": "value"}."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        key, eq, value = token[2:].partition("=")
+        if not token.startswith("--") or "." not in key:
+            raise ValueError(f"unrecognized argument {token!r}; overrides look like --train.lr 2e-4")
+        if not eq:
+            if i + 1 >= len(tokens) or (tokens[i + 1].startswith("--") and "." in tokens[i + 1]):
+                raise ValueError(f"--{key} needs a value")
+            value = tokens[i + 1]
+            i += 1
+        out[key] = value
+        i += 1
+    return out
+
+
+# ---------------------------------------------------------------- train
+def train_main(argv: Sequence[str] | None = None) -> int:
+    from .train import NonFiniteLoss, PRESETS, build_config, train
+    from .train.config import SECTIONS
+    from .train.distributed import shutdown
+
+    parser = _Parser(
+        prog="soflow-train",
+        description="Train (or resume) a run from a preset; fields are overridden as --SECTION.FIELD VALUE.",
+        epilog=f"sections: {', '.join(SECTIONS)}; e.g. soflow-train toy-moons --train.steps 500 --train.lr 2e-3",
+    )
+    parser.add_argument("preset", nargs="?", help=f"one of: {', '.join(PRESETS)}")
+    parser.add_argument("--run-dir", help="run folder (default runs/PRESET); an existing one is resumed")
+    parser.add_argument("--list-presets", action="store_true", help="print the preset names and exit")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    args, rest = parser.parse_known_args(argv)
+    if args.list_presets:
+        print("\n".join(PRESETS))
+        return 0
+    if args.preset is None:
+        return _fail(parser.prog, f"a preset is required; choose one of {list(PRESETS)}", USAGE_ERROR)
+    try:
+        config = build_config(args.preset, parse_overrides(rest))
+    except ValueError as err:
+        return _fail(parser.prog, str(err), USAGE_ERROR)
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    run_dir = Path(args.run_dir or Path("runs") / config.preset)
+    try:
+        result = train(config, run_dir)
+    except NonFiniteLoss as err:
+        return _fail(parser.prog, str(err), RUN_ERROR)
+    except _EXPECTED as err:
+        return _fail(parser.prog, str(err), RUN_ERROR)
+    finally:
+        shutdown()
+    if result.status == "interrupted":
+        print(f"interrupted at step {result.step}; checkpoint {result.checkpoint}; "
+              "run the same command again to resume", file=sys.stderr)
+        return INTERRUPTED
+    return 0
+
+
+# ---------------------------------------------------------------- sample
+def sample_main(argv: Sequence[str] | None = None) -> int:
+    from .evaluation import generate, write_samples
+    from .train import init_distributed, load_model, load_official, sample_kwargs
+    from .train.distributed import shutdown
+
+    parser = _Parser(prog="soflow-sample", description="Draw samples from a trained run or a released checkpoint.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("checkpoint", nargs="?", help="a run folder (its newest checkpoint) or a checkpoint file")
+    source.add_argument("--official", metavar="PATH", help="an authors' released SoFlow DiT checkpoint (ImageNet-256)")
+    parser.add_argument("--out", required=True, help="output folder: samples.npz and grid.png")
+    parser.add_argument("--num-samples", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--nfe", type=int, default=1, help="network evaluations per sample (ODE steps for flow matching)")
+    parser.add_argument("--labels", default="random", help="'random' or comma-separated class indices, used in turn")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--online", action="store_true", help="use the online weights instead of the EMA")
+    parser.add_argument("--vae", help="VAE for latent samples (default: the one the latents were made with)")
+    parser.add_argument("--grid-size", type=int, default=64, help="samples shown in grid.png")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    if args.nfe < 1 or args.num_samples < 1 or args.batch_size < 1:
+        return _fail(parser.prog, "--nfe, --num-samples and --batch-size must be positive", USAGE_ERROR)
+    labels = args.labels
+    if labels != "random":
+        try:
+            labels = [int(v) for v in labels.split(",")]
+        except ValueError:
+            return _fail(parser.prog, f"--labels must be 'random' or integers such as 1,2,3, got {args.labels!r}",
+                         USAGE_ERROR)
+    try:
+        info, device = init_distributed(args.device)
+        if args.official:
+            model, spec = load_official(args.official, vae=args.vae)
+            method = "soflow"
+        else:
+            model, spec, config, _ = load_model(args.checkpoint, ema=not args.online)
+            method = config.train.method
+        vae = None
+        if spec.kind == "latent":
+            from .data.latents import load_vae
+
+            vae = load_vae(args.vae or spec.vae, device)
+        samples, y = generate(
+            model, spec, num_samples=args.num_samples, batch_size=args.batch_size,
+            sample_kwargs=sample_kwargs(method, args.nfe), labels=labels, seed=args.seed, device=device,
+            vae=vae, progress=not args.no_progress, dist_info=info,
+        )
+        path = write_samples(args.out, samples, y, spec, batch_size=args.batch_size, num_samples=args.num_samples,
+                             grid_size=args.grid_size, dist_info=info)
+    except _EXPECTED as err:
+        return _fail(parser.prog, str(err), RUN_ERROR)
+    finally:
+        shutdown()
+    if path is not None:
+        print(path)
+    return 0
+
+
+# ---------------------------------------------------------------- evaluate
+def evaluate_main(argv: Sequence[str] | None = None, *, feature_fn: Callable | None = None) -> int:
+    """``feature_fn`` replaces the Inception network (tests inject a small one)."""
+    import numpy as np
+
+    from .evaluation import evaluate_images, evaluate_points, inception_features, load_reference, save_reference
+    from .evaluation.fid import INCEPTION_WEIGHTS, compute_features, statistics
+    from .train.distributed import resolve_device
+
+    parser = _Parser(prog="soflow-evaluate", description="FID / Inception Score of image samples; 2D metrics of toys.")
+    parser.add_argument("samples", help="samples.npz from soflow-sample (arr_0 uint8 NHWC, or 2D points)")
+    parser.add_argument("--reference", help="reference .npz (mu/sigma, e.g. an ADM reference batch, or images arr_0), "
+                                            "or 'cifar10' for the CIFAR-10 training set under --data-root")
+    parser.add_argument("--data-root", default="data", help="folder holding cifar-10-batches-py")
+    parser.add_argument("--save-reference", metavar="PATH", help="also save the reference mu/sigma here")
+    parser.add_argument("--inception-weights", metavar="PATH", help=f"local copy of {INCEPTION_WEIGHTS} (else downloaded)")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--isc-splits", type=int, default=10)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--toy", help="toy data set of 2D samples (default: the name stored with them)")
+    parser.add_argument("--out", help="also write the metrics as JSON here")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        path = Path(args.samples)
+        if not path.is_file():
+            raise FileNotFoundError(f"samples not found: {path}")
+        try:
+            with np.load(path) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, EOFError) as err:
+            raise ValueError(f"corrupt or truncated samples file {path}: {err}") from None
+        if "points" in arrays:
+            toy = args.toy or str(arrays.get("toy", ""))
+            if not toy:
+                raise ValueError("--toy is required: the samples do not name their toy data set")
+            metrics = evaluate_points(arrays["points"], toy)
+        else:
+            if "arr_0" not in arrays:
+                raise ValueError(f"{path} holds neither images arr_0 nor points")
+            if not args.reference:
+                raise ValueError("--reference is required for image samples")
+            device = resolve_device(args.device)
+            fn = feature_fn or inception_features(args.inception_weights, device)
+            kw = dict(batch_size=args.batch_size, progress=not args.no_progress)
+            if args.reference == "cifar10":
+                from .data.cifar10 import load_cifar10
+
+                reference = statistics(compute_features(load_cifar10(args.data_root)[0], fn, **kw)[0])
+            else:
+                reference = load_reference(args.reference, fn, **kw)
+            if args.save_reference:
+                save_reference(args.save_reference, reference)
+            metrics = evaluate_images(arrays["arr_0"], reference, fn, isc_splits=args.isc_splits, **kw)
+    except _EXPECTED as err:
+        return _fail(parser.prog, str(err), RUN_ERROR)
+    print(json.dumps(metrics))
+    if args.out:
+        Path(args.out).write_text(json.dumps(metrics, indent=2) + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------- prepare-latents
+def prepare_latents_main(argv: Sequence[str] | None = None) -> int:
+    from .data.latents import DEFAULT_VAE, prepare_latents
+    from .train.distributed import resolve_device
+
+    parser = _Parser(prog="soflow-prepare-latents",
+                     description="Encode an ImageNet-style image folder into cached SD-VAE latents.")
+    parser.add_argument("images", help="image folder with one sub-folder per class (e.g. ILSVRC2012/train)")
+    parser.add_argument("out", help="output folder for the latent parts and manifest.json")
+    parser.add_argument("--vae", default=DEFAULT_VAE, help="diffusers AutoencoderKL name or local folder")
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--shard", type=int, help="this shard (default: RANK under torchrun, else 0)")
+    parser.add_argument("--num-shards", type=int, help="number of shards (default: WORLD_SIZE under torchrun, else 1)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    shard = args.shard if args.shard is not None else int(os.environ.get("RANK", 0))
+    num_shards = args.num_shards if args.num_shards is not None else int(os.environ.get("WORLD_SIZE", 1))
+    try:
+        device = resolve_device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
+        manifest = prepare_latents(
+            args.images, args.out, vae=args.vae, image_size=args.image_size, batch_size=args.batch_size,
+            device=device, shard=shard, num_shards=num_shards, dtype=args.dtype, progress=not args.no_progress,
+        )
+    except _EXPECTED as err:
+        return _fail(parser.prog, str(err), RUN_ERROR)
+    print(manifest)
+    return 0
+
+
+COMMANDS: dict[str, Callable[..., int]] = {
+    "train": train_main, "sample": sample_main, "evaluate": evaluate_main, "prepare-latents": prepare_latents_main,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m soflow_mini.cli COMMAND ...``"""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        got = repr(argv[0]) if argv else "nothing"
+        print(f"soflow: error: expected a command, one of {list(COMMANDS)}; got {got}", file=sys.stderr)
+        return USAGE_ERROR
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

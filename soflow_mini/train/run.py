@@ -1,0 +1,134 @@
+"""From a RunConfig to a trained model, and from a checkpoint back to a model.
+
+This is the one place that knows which network and which method a config names; the
+trainer itself stays generic.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+
+from torch import nn
+
+from ..baselines import FlowMatching, MeanFlow
+from ..config import SoFlowConfig
+from ..ema import EMA
+from ..nets import DIT_SIZES, DiT, ToyMLP, load_official_dit
+from ..soflow import SoFlow
+from .checkpoint import latest_checkpoint, load_checkpoint
+from .config import ModelConfig, RunConfig
+from .data import DataSpec, build_data
+from .distributed import init_distributed
+from .trainer import Trainer, TrainResult
+
+# method name -> (class, name of the sample() argument that sets the number of steps)
+METHODS: dict[str, tuple[type[nn.Module], str]] = {
+    "soflow": (SoFlow, "nfe"),
+    "flow_matching": (FlowMatching, "steps"),
+    "meanflow": (MeanFlow, "nfe"),
+}
+
+
+def build_net(config: ModelConfig, spec: DataSpec) -> nn.Module:
+    """The network a ModelConfig names, sized for samples of ``spec``."""
+    if config.arch == "mlp":
+        if len(spec.shape) != 1:
+            raise ValueError(f"model.arch 'mlp' needs vector data; this data set has samples of shape {spec.shape}")
+        return ToyMLP(dim=spec.shape[0], width=config.mlp_width, depth=config.mlp_depth, num_classes=spec.num_classes)
+    if len(spec.shape) != 3:
+        raise ValueError(f"model.arch 'dit' needs image data (C, H, W); this data set has samples of shape {spec.shape}")
+    size = DIT_SIZES[config.dit_size]
+    pick = lambda name: getattr(config, name) if getattr(config, name) is not None else getattr(size, name)  # noqa: E731
+    C, H, W = spec.shape
+    return DiT(
+        input_size=(H, W), in_channels=C, num_classes=spec.num_classes, patch_size=pick("patch_size"),
+        hidden_size=pick("hidden_size"), depth=pick("depth"), num_heads=pick("num_heads"),
+    )
+
+
+def build_model(config: RunConfig, spec: DataSpec) -> nn.Module:
+    """SoFlow (or a baseline, by train.method) around the configured network."""
+    cls, _ = METHODS[config.train.method]
+    return cls(build_net(config.model, spec), getattr(config, config.train.method))
+
+
+def sample_kwargs(method: str, nfe: int) -> dict[str, int]:
+    """Keyword arguments of ``model.sample`` for ``nfe`` steps of the given method."""
+    return {METHODS[method][1]: nfe}
+
+
+def train(config: RunConfig, run_dir: str | Path, *, stop_at: int | None = None) -> TrainResult:
+    """Train (or resume) the run in ``run_dir``; under torchrun every process calls this."""
+    info, device = init_distributed(config.train.device)
+    run_dir = Path(run_dir)
+    data = build_data(config.data, seed=config.train.seed)
+    model = build_model(config, data.spec)
+    if config.train.compile:
+        model.net.compile()  # in place: parameter names (and checkpoints) stay the same
+    if info.is_main:
+        _write_config(run_dir, config)
+    from ..evaluation.generate import grid_writer
+
+    trainer = Trainer(
+        model, data, config.train, run_dir, device=device, dist_info=info,
+        extra_state={"config": config.to_dict(), "data_spec": data.spec.to_dict()},
+        sample_kwargs=sample_kwargs(config.train.method, config.train.sample_nfe),
+        write_grid=grid_writer(data.spec) if info.is_main else None,
+    )
+    return trainer.fit(stop_at)
+
+
+def _write_config(run_dir: Path, config: RunConfig) -> None:
+    """Save config.json; warn about the fields that differ from a previous run in this folder."""
+    path = run_dir / "config.json"
+    new = json.loads(json.dumps(config.to_dict()))
+    if path.exists():
+        old = json.loads(path.read_text())
+        changed = [f"{s}.{k}" for s in new if isinstance(new[s], dict)
+                   for k in new[s] if old.get(s, {}).get(k) != new[s][k]]
+        if changed:
+            warnings.warn(f"{run_dir} was started with other values of {', '.join(changed)}; using the new ones",
+                          stacklevel=3)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(new, indent=2) + "\n")
+
+
+def load_model(path: str | Path, *, ema: bool = True) -> tuple[nn.Module, DataSpec, RunConfig, int]:
+    """Rebuild a trained model from a checkpoint file or a run folder (its newest checkpoint).
+
+    Returns (model on the CPU in eval mode, data spec, run config, step); ``ema`` selects the
+    averaged weights.
+    """
+    path = Path(path)
+    if path.is_dir():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise FileNotFoundError(f"no checkpoint in {path / 'checkpoints'}")
+        path, state = found
+    else:
+        state = load_checkpoint(path)
+    for key in ("config", "data_spec", "model"):
+        if key not in state:
+            raise ValueError(f"{path} lacks '{key}': not a checkpoint of soflow_mini.train")
+    config = RunConfig.from_dict(state["config"])
+    spec = DataSpec.from_dict(state["data_spec"])
+    model = build_model(config, spec)
+    model.load_state_dict(state["model"])
+    if ema:
+        averaged = EMA(model)
+        averaged.load_state_dict(state["ema"])
+        averaged.copy_to(model)
+    return model.eval(), spec, config, int(state["step"])
+
+
+def load_official(path: str | Path, *, vae: str | None = None) -> tuple[nn.Module, DataSpec]:
+    """An authors' released SoFlow DiT (ImageNet-256 latents) as a SoFlow model and its spec."""
+    from ..data.latents import DEFAULT_VAE, LATENT_SCALE
+
+    net = load_official_dit(path)
+    spec = DataSpec("latent", (net.in_channels, *net.input_size), net.num_classes,
+                    vae=vae or DEFAULT_VAE, latent_scale=LATENT_SCALE)
+    return SoFlow(net, SoFlowConfig.preset("imagenet256")).eval(), spec

@@ -1,0 +1,131 @@
+"""Flow matching and MeanFlow against exact Gaussian flows and finite differences."""
+
+import pytest
+import torch
+from torch import nn
+
+from soflow_mini import FlowMatching, FlowMatchingConfig, GaussianMixture, MeanFlow, MeanFlowConfig, ToyMLP
+from soflow_mini.paths import expand_like
+
+
+class _ExactVelocityNet(nn.Module):
+    """net(x, t, s) = marginal velocity of Gaussian data at time t (s ignored)."""
+
+    num_classes = 0
+
+    def __init__(self, gaussian):
+        super().__init__()
+        self.gaussian = gaussian
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, s, y=None):
+        return self.gaussian.velocity(x, t)
+
+
+class _ExactAverageVelocityNet(nn.Module):
+    """u(z, r, t) = (z - f(z, t, r)) / (t - r): the exact MeanFlow target for Gaussian data."""
+
+    num_classes = 0
+
+    def __init__(self, gaussian):
+        super().__init__()
+        self.gaussian = gaussian
+
+    def forward(self, z, t, r, y=None):
+        gap = expand_like(t - r, z)
+        inst = self.gaussian.velocity(z, t)
+        avg = (z - self.gaussian.solution(z, t, r)) / torch.where(gap == 0, torch.ones_like(gap), gap)
+        return torch.where(gap == 0, inst, avg)
+
+
+def test_flow_matching_loss_is_zero_for_exact_velocity_of_point_mass():
+    gaussian = GaussianMixture([[0.5, 1.0]], [0.0])
+    model = FlowMatching(_ExactVelocityNet(gaussian))
+    x0 = gaussian.sample(64)[0]
+    loss, logs = model.loss(x0, generator=torch.Generator().manual_seed(0))
+    assert loss.item() < 1e-20
+
+
+@pytest.mark.parametrize("solver,steps,tol", [("euler", 400, 0.01), ("heun", 20, 0.01)])
+def test_ode_samplers_reproduce_gaussian(solver, steps, tol):
+    mean, std = torch.tensor([1.0, -1.0], dtype=torch.float64), 0.4
+    gaussian = GaussianMixture([mean.tolist()], [std])
+    model = FlowMatching(_ExactVelocityNet(gaussian))
+    noise = torch.randn(1000, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x = model.sample(noise, steps=steps, solver=solver)
+    exact = gaussian.solution(noise, torch.ones(1000, dtype=torch.float64), torch.zeros(1000, dtype=torch.float64))
+    assert (x - exact).abs().max().item() < tol
+
+
+def test_heun_is_second_order_and_euler_first_order():
+    gaussian = GaussianMixture([[1.0, -1.0]], [0.4])
+    model = FlowMatching(_ExactVelocityNet(gaussian))
+    noise = torch.randn(500, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    exact = gaussian.solution(noise, torch.ones(500, dtype=torch.float64), torch.zeros(500, dtype=torch.float64))
+    err = {(s, n): (model.sample(noise, steps=n, solver=s) - exact).abs().max().item()
+           for s in ("euler", "heun") for n in (10, 20)}
+    assert 1.6 < err["euler", 10] / err["euler", 20] < 2.4
+    assert 3.2 < err["heun", 10] / err["heun", 20] < 4.8
+
+
+def test_inference_time_guidance_combines_two_passes():
+    torch.manual_seed(0)
+    net = ToyMLP(width=32, depth=2, num_classes=3)
+    model = FlowMatching(net)
+    x, t, y = torch.randn(6, 2), torch.rand(6), torch.randint(0, 3, (6,))
+    v_c, v_u = net(x, t, t, y), net(x, t, t, torch.full_like(y, 3))
+    torch.testing.assert_close(model._guided_velocity(x, t, y, 2.0), v_u + 2.0 * (v_c - v_u))
+    torch.testing.assert_close(model._guided_velocity(x, t, y, 1.0), v_c)
+
+
+def test_meanflow_target_matches_finite_differences():
+    torch.manual_seed(0)
+    net = ToyMLP(width=32, depth=2, time_scale=10.0).double()
+    model = MeanFlow(net)
+    B = 8
+    z = torch.randn(B, 2, dtype=torch.float64)
+    v = torch.randn(B, 2, dtype=torch.float64)
+    t = torch.rand(B, dtype=torch.float64) * 0.5 + 0.4
+    r = t * 0.5
+    u, target = model.target(z, v, t, r, None)
+    h = 1e-5
+    dudt = (net(z + h * v, t + h, r) - net(z - h * v, t - h, r)) / (2 * h)
+    torch.testing.assert_close(target, v - expand_like(t - r, z) * dudt, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(u, net(z, t, r))
+    # r = t: the target is the instantaneous velocity itself
+    _, target_eq = model.target(z, v, t, t, None)
+    torch.testing.assert_close(target_eq, v)
+
+
+def test_meanflow_exact_average_velocity_has_zero_loss_and_exact_samples():
+    gaussian = GaussianMixture([[0.5, -0.5]], [0.0])
+    model = MeanFlow(_ExactAverageVelocityNet(gaussian), MeanFlowConfig(r_equals_t=0.5))
+    x0 = gaussian.sample(64)[0]
+    loss, _ = model.loss(x0, generator=torch.Generator().manual_seed(0))
+    assert loss.item() < 1e-12
+    gaussian = GaussianMixture([[0.5, -0.5]], [0.3])
+    model = MeanFlow(_ExactAverageVelocityNet(gaussian))
+    noise = torch.randn(300, 2, dtype=torch.float64)
+    for nfe in (1, 2):
+        exact = gaussian.solution(noise, torch.ones(300, dtype=torch.float64), torch.zeros(300, dtype=torch.float64))
+        torch.testing.assert_close(model.sample(noise, nfe=nfe), exact)
+
+
+def test_meanflow_time_sampling_fraction():
+    model = MeanFlow(ToyMLP(width=8, depth=1), MeanFlowConfig(r_equals_t=0.75))
+    t, r = model.sample_times(400, generator=torch.Generator().manual_seed(0))
+    assert (r <= t).all() and (r == t).sum() >= 300
+    loss, logs = model.loss(torch.randn(16, 2))
+    loss.backward()
+    assert torch.isfinite(loss) and "mf_mse" in logs
+
+
+def test_baseline_configs_reject_bad_values():
+    with pytest.raises(ValueError, match="time_std"):
+        FlowMatchingConfig(time_std=0)
+    with pytest.raises(ValueError, match="noising_type"):
+        FlowMatchingConfig(noising_type="cosine")
+    with pytest.raises(ValueError, match="p must"):
+        MeanFlowConfig(p=-1)
+    with pytest.raises(ValueError, match="solver"):
+        FlowMatching(ToyMLP(width=8, depth=1)).sample(torch.randn(2, 2), solver="rk45")
