@@ -12,6 +12,8 @@ import argparse
 import json
 import os
 import sys
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,6 +26,11 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def _plain_warnings() -> None:
+    """Show warnings as one "warning: ..." line, without the source line."""
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
 
 
 def _fail(prog: str, message: str, code: int) -> int:
@@ -52,6 +59,7 @@ def parse_overrides(tokens: Sequence[str]) -> dict[str, str]:
 
 # ---------------------------------------------------------------- train
 def train_main(argv: Sequence[str] | None = None) -> int:
+    _plain_warnings()
     from .train import NonFiniteLoss, PRESETS, build_config, train
     from .train.config import SECTIONS
     from .train.distributed import shutdown
@@ -96,6 +104,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 # ---------------------------------------------------------------- sample
 def sample_main(argv: Sequence[str] | None = None) -> int:
+    _plain_warnings()
     from .evaluation import generate, write_samples
     from .train import init_distributed, load_model, load_official, sample_kwargs
     from .train.distributed import shutdown
@@ -107,7 +116,8 @@ def sample_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder: samples.npz and grid.png")
     parser.add_argument("--num-samples", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--nfe", type=int, default=1, help="network evaluations per sample (ODE steps for flow matching)")
+    parser.add_argument("--nfe", type=int, default=1,
+                        help="network evaluations per sample (ODE steps for flow matching)")
     parser.add_argument("--labels", default="random", help="'random' or comma-separated class indices, used in turn")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -169,7 +179,8 @@ def evaluate_main(argv: Sequence[str] | None = None, *, feature_fn: Callable | N
                                             "or 'cifar10' for the CIFAR-10 training set under --data-root")
     parser.add_argument("--data-root", default="data", help="folder holding cifar-10-batches-py")
     parser.add_argument("--save-reference", metavar="PATH", help="also save the reference mu/sigma here")
-    parser.add_argument("--inception-weights", metavar="PATH", help=f"local copy of {INCEPTION_WEIGHTS} (else downloaded)")
+    parser.add_argument("--inception-weights", metavar="PATH",
+                        help=f"local copy of {INCEPTION_WEIGHTS} (else downloaded)")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--isc-splits", type=int, default=10)
     parser.add_argument("--device", default="auto")
@@ -184,7 +195,7 @@ def evaluate_main(argv: Sequence[str] | None = None, *, feature_fn: Callable | N
         try:
             with np.load(path) as npz:
                 arrays = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, EOFError) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise ValueError(f"corrupt or truncated samples file {path}: {err}") from None
         if "points" in arrays:
             toy = args.toy or str(arrays.get("toy", ""))

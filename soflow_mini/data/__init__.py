@@ -1,5 +1,11 @@
 """Data: 2D toys for CPU demos (image data sets live beside them)."""
 
+from .cifar10 import load_cifar10
+from .digits import load_digits_images
+from .latents import LatentDataset, prepare_latents
 from .toy2d import TOY_DATASETS, sample_toy, toy_num_classes
 
-__all__ = ["TOY_DATASETS", "sample_toy", "toy_num_classes"]
+__all__ = [
+    "LatentDataset", "TOY_DATASETS", "load_cifar10", "load_digits_images", "prepare_latents", "sample_toy",
+    "toy_num_classes",
+]

@@ -53,7 +53,8 @@ def load_cifar10(root: str | Path, *, train: bool = True, download: bool = False
     if missing:
         raise FileNotFoundError(
             f"CIFAR-10 not found: expected {', '.join(missing)} in {folder}; "
-            f"set data.download true (--data.download true) to fetch it, or data.root to the folder holding {CIFAR10_FOLDER}"
+            f"set data.download true (--data.download true) to fetch it, "
+            f"or data.root to the folder holding {CIFAR10_FOLDER}"
         )
     parts = [read_cifar_batch(folder / name) for name in files]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -91,7 +91,8 @@ def vae_name(vae: Any) -> str:
 @torch.no_grad()
 def encode_posterior(vae, images: np.ndarray, device: str | torch.device = "cpu") -> Tensor:
     """Posterior mean and std of images uint8 (n, H, W, 3) and of their flips: (n, 2, 2, C, h, w)."""
-    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (n, 3, H, W)
+    x = torch.from_numpy(np.require(images, requirements="CW")).to(device)  # (n, H, W, 3) uint8
+    x = x.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (n, 3, H, W)
     n = x.shape[0]
     dist = vae.encode(torch.cat([x, x.flip(-1)])).latent_dist
     stats = torch.stack([dist.mean, dist.std], dim=1)  # (2n, 2, C, h, w)
@@ -232,21 +233,19 @@ class LatentDataset:
         self.scale = float(manifest["latent_scale"])
         self.latent_shape = tuple(manifest["latent_shape"])
         dtype = np.dtype(manifest["dtype"])
-        self.labels = torch.from_numpy(np.array(_open_npy(root / manifest["labels"], "r", (manifest["num_images"],), np.dtype(np.int64))))
+        labels = _open_npy(root / manifest["labels"], "r", (manifest["num_images"],), np.dtype(np.int64))
+        self.labels = torch.from_numpy(np.array(labels))  # (N,)
         self.parts, self.starts = [], []
-        num_shards = len(manifest["parts"])
         for i, part in enumerate(manifest["parts"]):
             rows = part["stop"] - part["start"]
             data_path, done_path = root / part["file"], root / part["done"]
+            rerun = f"soflow-prepare-latents --shard {i} --num-shards {len(manifest['parts'])}"
             for path in (data_path, done_path):
                 if not path.is_file():
-                    raise FileNotFoundError(f"latent part {path} is missing: run soflow-prepare-latents --shard {i} --num-shards {num_shards}")
+                    raise FileNotFoundError(f"latent part {path} is missing: run {rerun}")
             missing = int((~_open_npy(done_path, "r", (rows,), np.dtype(bool))).sum())
             if missing:
-                raise ValueError(
-                    f"latent part {data_path} is incomplete ({missing} of {rows} rows missing): "
-                    f"rerun soflow-prepare-latents --shard {i} --num-shards {num_shards}"
-                )
+                raise ValueError(f"latent part {data_path} is incomplete ({missing} of {rows} rows): rerun {rerun}")
             self.parts.append(_open_npy(data_path, "r", (rows, 2, 2, *self.latent_shape), dtype))
             self.starts.append(part["start"])
         self.starts = np.asarray(self.starts)

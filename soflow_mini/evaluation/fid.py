@@ -12,6 +12,7 @@ torch hub cache on first use.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -104,7 +105,7 @@ def load_reference(path: str | Path, feature_fn: FeatureFn | None = None, **kw) 
             if "arr_0" not in ref:
                 raise ValueError(f"reference {path} holds neither mu/sigma nor images arr_0 (keys {list(ref)})")
             images = ref["arr_0"]
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"corrupt or truncated reference file {path}: {err}") from None
     if feature_fn is None:
         raise ValueError("a feature extractor is needed to compute reference statistics from images")

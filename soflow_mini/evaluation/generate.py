@@ -1,8 +1,9 @@
 """Sampling many samples in batches, on any device and over torchrun processes, and the
 pictures of them.
 
-Sample i is the same whatever the batch split across processes: its noise and any
-re-noising draws come from (seed, batch index), its label from (seed, i).
+For a given batch size, sample i is the same however the batches are spread over
+processes: its noise and any re-noising draws come from (seed, batch index), its label
+from (seed, i).
 """
 
 from __future__ import annotations

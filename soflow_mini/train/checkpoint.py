@@ -90,9 +90,10 @@ def rng_state(device: torch.device) -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
+    """Restore ``rng_state``'s output (its tensors may have been loaded onto any device)."""
+    torch.set_rng_state(state["cpu"].cpu())
     if device.type != "cpu" and device.type in state:
-        torch.get_device_module(device.type).set_rng_state(state[device.type])
+        torch.get_device_module(device.type).set_rng_state(state[device.type].cpu())
 
 
 @contextlib.contextmanager

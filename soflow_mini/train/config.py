@@ -12,10 +12,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
+
+import torch
 
 from .. import _checks
 from ..baselines import FlowMatchingConfig, MeanFlowConfig
@@ -55,7 +58,7 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
         types_ = [args[0]] * len(items) if args[-1] is Ellipsis else list(args)
         if len(items) != len(types_):
             raise ValueError(f"{name} expects {len(types_)} comma-separated values, got {value!r}")
-        return tuple(coerce(name, v, t) for v, t in zip(items, types_))
+        return tuple(coerce(name, v, t) for v, t in zip(items, types_, strict=True))
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -66,25 +69,33 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
             return False
         raise ValueError(f"{name} expects true or false, got {value!r}")
     if hint is int:
-        try:
-            number = float(value) if isinstance(value, str) else value
-            if isinstance(number, bool) or int(number) != number:
-                raise ValueError
-            return int(number)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} expects an integer, got {value!r}") from None
+        if isinstance(value, str) and value.strip().lstrip("-").replace("_", "").isdigit():
+            return int(value)  # exact, even beyond float precision
+        number = _number(value)
+        if number is None or not number.is_integer():
+            raise ValueError(f"{name} expects an integer, got {value!r}")
+        return int(value) if isinstance(value, int) else int(number)
     if hint is float:
-        try:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} expects a number, got {value!r}") from None
+        number = _number(value)
+        if number is None:
+            raise ValueError(f"{name} expects a number, got {value!r}")
+        return number
     if hint is str:
         if not isinstance(value, str):
             raise ValueError(f"{name} expects a string, got {value!r}")
         return value
     raise TypeError(f"{name}: unsupported field type {hint}")
+
+
+def _number(value: Any) -> float | None:
+    """A finite float from a number or a string ("2e-4", "400_000"); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value.replace("_", "") if isinstance(value, str) else value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _positive(prefix: str, section: object, *names: str, allow_zero: bool = False) -> None:
@@ -182,6 +193,12 @@ class TrainConfig:
             raise ValueError(f"train.ema_decay must lie in [0, 1], got {self.ema_decay}")
         if not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"train.betas must lie in [0, 1), got {self.betas}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                raise ValueError(f"train.device must be 'auto' or a device such as cpu, cuda, cuda:1, "
+                                 f"got {self.device!r}") from None
 
 
 SECTIONS: dict[str, type] = {

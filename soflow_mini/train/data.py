@@ -138,7 +138,8 @@ class IndexStream:
     def _epoch(self, e: int) -> Tensor:
         if e not in self._cache:
             g = torch.Generator().manual_seed(derive_seed(self.seed, e, 0x5EED))
-            self._cache = {e: torch.randperm(self.size, generator=g), **{k: v for k, v in self._cache.items() if k == e - 1}}
+            kept = {k: v for k, v in self._cache.items() if k == e - 1}  # a batch may straddle two epochs
+            self._cache = {**kept, e: torch.randperm(self.size, generator=g)}
         return self._cache[e]
 
     def take(self, start: int, count: int) -> Tensor:

@@ -39,7 +39,7 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"train.device must be 'auto' or a torch device such as 'cpu' or 'cuda:0', got {name!r}") from None
+        raise ValueError(f"device must be 'auto' or a torch device such as 'cpu' or 'cuda:0', got {name!r}") from None
     if device.type != "cpu" and device.index is None:
         device = torch.device(device.type, local_rank)
     return device

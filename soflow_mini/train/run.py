@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 
+import torch
 from torch import nn
 
 from ..baselines import FlowMatching, MeanFlow
@@ -39,7 +40,7 @@ def build_net(config: ModelConfig, spec: DataSpec) -> nn.Module:
             raise ValueError(f"model.arch 'mlp' needs vector data; this data set has samples of shape {spec.shape}")
         return ToyMLP(dim=spec.shape[0], width=config.mlp_width, depth=config.mlp_depth, num_classes=spec.num_classes)
     if len(spec.shape) != 3:
-        raise ValueError(f"model.arch 'dit' needs image data (C, H, W); this data set has samples of shape {spec.shape}")
+        raise ValueError(f"model.arch 'dit' needs images (C, H, W); this data set has samples of shape {spec.shape}")
     size = DIT_SIZES[config.dit_size]
     pick = lambda name: getattr(config, name) if getattr(config, name) is not None else getattr(size, name)  # noqa: E731
     C, H, W = spec.shape
@@ -65,6 +66,7 @@ def train(config: RunConfig, run_dir: str | Path, *, stop_at: int | None = None)
     info, device = init_distributed(config.train.device)
     run_dir = Path(run_dir)
     data = build_data(config.data, seed=config.train.seed)
+    torch.manual_seed(config.train.seed)  # the initial weights (the same in every process)
     model = build_model(config, data.spec)
     if config.train.compile:
         model.net.compile()  # in place: parameter names (and checkpoints) stay the same

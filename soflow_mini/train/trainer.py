@@ -15,6 +15,7 @@ import contextlib
 import csv
 import json
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -207,13 +208,17 @@ class Trainer:
         end of the current step (under torchrun, at the next log step) with a checkpoint."""
         config, main = self.config, self.dist.is_main
         end = config.steps if stop_at is None else min(stop_at, config.steps)
+        if main and self.resumed_from is not None and config.progress:
+            tqdm.write(f"resuming from {self.resumed_from} (step {self.step})", file=sys.stderr)
         log = LogWriter(self._log_path(), config.log_format, after=self.step) if main else None
         bar = tqdm(total=config.steps, initial=self.step, disable=not (main and config.progress),
                    desc=f"train {self.run_dir.name}", dynamic_ncols=True)
         window: dict[str, Tensor] = {}
-        count, tick, last_logs, saved_at = 0, time.perf_counter(), {}, None
+        count, tick, last_logs, start = 0, time.perf_counter(), {}, self.step
+        saved_at = self.step if self.resumed_from is not None else None  # nothing new to save yet
         pool = ThreadPoolExecutor(1)  # prepares the next step's batches while this one runs
         pending = pool.submit(self._host_batches, self.step)
+        at = lambda every: every > 0 and self.step % every == 0  # noqa: E731 - "every N steps"
         self.model.train()
         try:
             with self._stop_on_signals():
@@ -228,15 +233,17 @@ class Trainer:
                         window[key] = window.get(key, 0.0) + value
                     count += 1
                     bar.update(1)
-                    at = lambda every: every > 0 and self.step % every == 0  # noqa: E731
-                    if at(config.log_every) or self.step == end:
+                    logged = at(config.log_every) or self.step == end
+                    if logged:
                         last_logs = self._log(window, count, time.perf_counter() - tick, log, bar)
-                        window, count, tick = {}, 0, time.perf_counter()
+                        window, count = {}, 0
                     if at(config.sample_every):
                         self.write_samples(self.run_dir / "samples" / f"step_{self.step:08d}.png")
                     if at(config.checkpoint_every):
                         self.save()
                         saved_at = self.step
+                    if logged:  # the next window times training only, not grids or checkpoints
+                        tick = time.perf_counter()
                     if self._stop_requested(at(config.log_every)):
                         break
         finally:
@@ -246,7 +253,7 @@ class Trainer:
                 log.close()
         path = checkpoint_path(self.run_dir, self.step) if saved_at == self.step else self.save()
         status = "finished" if self.step >= config.steps else "interrupted"
-        if status == "finished" and not (config.sample_every and self.step % config.sample_every == 0):  # final grid
+        if self.step > start and status == "finished" and not at(config.sample_every):  # the final grid
             self.write_samples(self.run_dir / "samples" / f"step_{self.step:08d}.png")
         return TrainResult(self.step, status, last_logs, path)
 
@@ -256,7 +263,7 @@ class Trainer:
         keys = sorted(window)
         means = torch.stack([torch.as_tensor(window[k], device=self.device) / count for k in keys])
         values = distributed.all_reduce(means, "mean").tolist()
-        row = {"step": self.step, **dict(zip(keys, values))}
+        row = {"step": self.step, **dict(zip(keys, values, strict=True))}
         row.update(lr=self.optimizer.param_groups[0]["lr"], steps_per_s=count / max(seconds, 1e-9))
         row["samples_per_s"] = row["steps_per_s"] * self.config.batch_size
         if log is not None:
@@ -285,7 +292,7 @@ class Trainer:
             self._stop.set()
             if self.dist.is_main:
                 tqdm.write(f"{signal.Signals(signum).name}: stopping after this step with a checkpoint "
-                           "(press Ctrl-C again to abort without one)")
+                           "(press Ctrl-C again to abort without one)", file=sys.stderr)
 
         old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
