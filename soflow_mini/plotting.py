@@ -1,0 +1,212 @@
+"""Plotting helpers shared by the chapters of the book (matplotlib).
+
+Each chapter appends its helpers in a section headed with the chapter's name. The library
+itself never imports this module, so matplotlib stays an optional dependency.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+# ======================================================================= Chapter 3: The solution function
+# (also used by Chapter 5: Mathematical proofs)
+
+
+def point_grid(n: int = 15, lim: float = 3.0, *, dtype: torch.dtype = torch.float64) -> Tensor:
+    """An n x n grid of 2D points on [-lim, lim]^2 in row-major order; shape (n * n, 2)."""
+    ticks = torch.linspace(-lim, lim, n, dtype=dtype)
+    yy, xx = torch.meshgrid(ticks, ticks, indexing="ij")
+    return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)  # (n * n, 2)
+
+
+def grid_colors(n: int) -> np.ndarray:
+    """One RGB colour per node of ``point_grid(n)`` that encodes its starting position; (n * n, 3).
+
+    Left-to-right goes from blue to orange, bottom-to-top from dark to light, so a node can
+    be followed after the grid has been moved.
+    """
+    u = np.tile(np.linspace(0.0, 1.0, n), n)  # column position in [0, 1]
+    v = np.repeat(np.linspace(0.0, 1.0, n), n)  # row position in [0, 1]
+    left, right = np.array([0.12, 0.35, 0.75]), np.array([0.90, 0.45, 0.10])
+    rgb = (1 - u)[:, None] * left + u[:, None] * right
+    return np.clip(rgb * (0.55 + 0.45 * v)[:, None] + 0.25 * v[:, None], 0.0, 1.0)
+
+
+def plot_mesh(ax, points, n: int, *, color="0.55", linewidth: float = 0.6, colors=None, size: float = 7.0,
+              zorder: int = 2):
+    """Draw the n * n points of a (possibly moved) ``point_grid`` as a mesh on ``ax``.
+
+    Rows and columns of the grid become lines, so folds and compressions show; nodes are
+    dots, coloured by ``colors`` (e.g. ``grid_colors(n)``) when given.
+    """
+    pts = np.asarray(torch.as_tensor(points).detach().cpu(), dtype=float).reshape(n, n, 2)
+    for i in range(n):
+        ax.plot(pts[i, :, 0], pts[i, :, 1], color=color, lw=linewidth, zorder=zorder)  # rows
+        ax.plot(pts[:, i, 0], pts[:, i, 1], color=color, lw=linewidth, zorder=zorder)  # columns
+    ax.scatter(pts[..., 0].ravel(), pts[..., 1].ravel(), s=size, c=colors if colors is not None else color,
+               zorder=zorder + 1, linewidths=0)
+
+
+def plot_convergence(ax, step_sizes, errors, *, order: float | None = None, label: str | None = None,
+                     marker: str = "o", **kwargs):
+    """Log-log plot of errors against step sizes; ``order`` adds a dashed reference line h^order
+    through the smallest step (where the asymptotic order shows), labelled with its slope."""
+    h = np.asarray(step_sizes, dtype=float)
+    e = np.asarray(errors, dtype=float)
+    (line,) = ax.loglog(h, e, marker=marker, label=label, **kwargs)
+    if order is not None:
+        i = int(np.argmin(h))
+        ref = e[i] * (h / h[i]) ** order
+        ax.loglog(h, ref, ls="--", color=line.get_color(), alpha=0.5, lw=1,
+                  label=f"slope {order:g}")
+    ax.set_xlabel("step size")
+    ax.set_ylabel("error")
+    ax.grid(True, which="major", alpha=0.3)
+    return line
+
+
+def figure_png(fig, *, dpi: float | None = None) -> bytes:
+    """Render a matplotlib figure to PNG bytes and close it (so it is not also shown inline)."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def figure_widget(draw, **controls):
+    """Controls above an image that ``draw(**values)`` redraws whenever a control changes.
+
+    ``draw`` takes one keyword per control and returns a matplotlib Figure. The figure travels
+    as PNG bytes inside an ``ipywidgets.Image``, not as cell output: the executed notebook
+    stores it in the widget state, and ``pytest --nbval`` sees only the widget's text form.
+    """
+    import ipywidgets as widgets
+
+    image = widgets.Image(format="png")
+
+    def update(_change=None):
+        image.value = figure_png(draw(**{name: c.value for name, c in controls.items()}))
+
+    for control in controls.values():
+        control.observe(update, names="value")
+    update()
+    return widgets.VBox([widgets.HBox(list(controls.values())), image])
+
+
+# ======================================================================= Chapters 1-2: Introduction, Flow matching
+
+
+def plot_samples(ax, x, *, title: str | None = None, lim: float = 2.6, color: str = "C0", size: float = 1.5,
+                 alpha: float = 0.6):
+    """Scatter 2D samples (N, 2) on a square [-lim, lim]^2 panel without ticks."""
+    pts = np.asarray(torch.as_tensor(x).detach().cpu(), dtype=float)
+    ax.scatter(pts[:, 0], pts[:, 1], s=size, c=color, alpha=alpha, linewidths=0)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+# ======================================================================= Chapter 4: Training objectives
+
+
+def scatter_samples(ax, x, *, title: str | None = None, lim: float = 2.6, color="C0", size: float = 1.5,
+                    alpha: float = 0.6):
+    """Draw a 2D point cloud x (N, 2) on ``ax`` with equal axes on [-lim, lim]^2 and no ticks."""
+    pts = np.asarray(torch.as_tensor(x).detach().cpu(), dtype=float)
+    ax.scatter(pts[:, 0], pts[:, 1], s=size, color=color, alpha=alpha, linewidths=0, rasterized=True)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+
+
+def sample_row(samples: dict, *, lim: float = 2.6, panel_size: float = 2.0, colors=None):
+    """One row of ``scatter_samples`` panels, one per (title -> (N, 2) points) entry; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(samples), figsize=(panel_size * len(samples), panel_size + 0.3))
+    axes = np.atleast_1d(axes)
+    for i, (ax, (title, pts)) in enumerate(zip(axes, samples.items())):
+        color = colors[i] if colors is not None else "C0"
+        scatter_samples(ax, pts, title=title, lim=lim, color=color)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gap_histogram(ax, gaps, *, label: str | None = None, low: float = 1e-4, high: float = 1.0,
+                       bins: int = 60, **kwargs):
+    """Step histogram of positive gaps (e.g. t - l) on a log axis from ``low`` to ``high``,
+    normalised to a density in log10(gap)."""
+    g = np.asarray(torch.as_tensor(gaps).detach().cpu(), dtype=float)
+    edges = np.logspace(np.log10(low), np.log10(high), bins + 1)
+    weights = np.full(g.shape, 1.0 / (len(g) * (np.log10(edges[1]) - np.log10(edges[0]))))
+    ax.hist(np.clip(g, low, high), bins=edges, weights=weights, histtype="step", label=label, **kwargs)
+    ax.set_xscale("log")
+    ax.set_xlim(low, high)
+
+
+def figure_png(fig) -> bytes:
+    """Render a matplotlib figure to PNG bytes and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=fig.dpi)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+_EXPLORER_CLASS = None
+
+
+def figure_explorer(draw, **controls):
+    """An ipywidgets box: the given controls above a picture of ``draw(**values)``.
+
+    ``draw`` takes the controls' values as keyword arguments and returns a matplotlib figure;
+    the picture is redrawn whenever a control changes. The picture is a PNG in an
+    ``ipywidgets.Image``, not a plot captured by an ``Output`` widget, so that
+
+    - the notebook's saved widget state holds the picture, and the HTML book shows it
+      without a kernel;
+    - ``pytest --nbval``, which has no widget front end, sees the same cell output as the
+      notebook (an ``Output`` widget's plot would land in the cell instead);
+    - the cell's text output is the short ``FigureExplorer(name, ...)``.
+    """
+    global _EXPLORER_CLASS
+    import ipywidgets as widgets
+
+    if _EXPLORER_CLASS is None:
+
+        class FigureExplorer(widgets.VBox):
+            def __repr__(self) -> str:
+                return f"FigureExplorer({', '.join(self._control_names)})"
+
+        _EXPLORER_CLASS = FigureExplorer
+
+    image = widgets.Image(format="png")
+
+    def update(change=None):
+        image.value = figure_png(draw(**{name: c.value for name, c in controls.items()}))
+
+    for control in controls.values():
+        control.observe(update, names="value")
+    update()
+    box = _EXPLORER_CLASS(children=[*controls.values(), image])
+    box._control_names = tuple(controls)
+    return box
