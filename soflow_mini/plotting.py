@@ -118,60 +118,6 @@ def plot_samples(ax, x, *, title: str | None = None, lim: float = 2.6, color: st
     return ax
 
 
-# ======================================================================= Chapter 4: Training objectives
-
-
-def scatter_samples(ax, x, *, title: str | None = None, lim: float = 2.6, color="C0", size: float = 1.5,
-                    alpha: float = 0.6):
-    """Draw a 2D point cloud x (N, 2) on ``ax`` with equal axes on [-lim, lim]^2 and no ticks."""
-    pts = np.asarray(torch.as_tensor(x).detach().cpu(), dtype=float)
-    ax.scatter(pts[:, 0], pts[:, 1], s=size, color=color, alpha=alpha, linewidths=0, rasterized=True)
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title is not None:
-        ax.set_title(title, fontsize=9)
-
-
-def sample_row(samples: dict, *, lim: float = 2.6, panel_size: float = 2.0, colors=None):
-    """One row of ``scatter_samples`` panels, one per (title -> (N, 2) points) entry; returns the figure."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(samples), figsize=(panel_size * len(samples), panel_size + 0.3))
-    axes = np.atleast_1d(axes)
-    for i, (ax, (title, pts)) in enumerate(zip(axes, samples.items())):
-        color = colors[i] if colors is not None else "C0"
-        scatter_samples(ax, pts, title=title, lim=lim, color=color)
-    fig.tight_layout()
-    return fig
-
-
-def plot_gap_histogram(ax, gaps, *, label: str | None = None, low: float = 1e-4, high: float = 1.0,
-                       bins: int = 60, **kwargs):
-    """Step histogram of positive gaps (e.g. t - l) on a log axis from ``low`` to ``high``,
-    normalised to a density in log10(gap)."""
-    g = np.asarray(torch.as_tensor(gaps).detach().cpu(), dtype=float)
-    edges = np.logspace(np.log10(low), np.log10(high), bins + 1)
-    weights = np.full(g.shape, 1.0 / (len(g) * (np.log10(edges[1]) - np.log10(edges[0]))))
-    ax.hist(np.clip(g, low, high), bins=edges, weights=weights, histtype="step", label=label, **kwargs)
-    ax.set_xscale("log")
-    ax.set_xlim(low, high)
-
-
-def figure_png(fig) -> bytes:
-    """Render a matplotlib figure to PNG bytes and close it."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=fig.dpi)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 _EXPLORER_CLASS = None
 
 
@@ -210,3 +156,114 @@ def figure_explorer(draw, **controls):
     box = _EXPLORER_CLASS(children=[*controls.values(), image])
     box._control_names = tuple(controls)
     return box
+
+
+# ======================================================================= Chapter 4: Training objectives
+
+
+def sample_row(samples: dict, *, lim: float = 2.6, panel_size: float = 2.0, colors=None):
+    """One row of ``plot_samples`` panels, one per (title -> (N, 2) points) entry; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(samples), figsize=(panel_size * len(samples), panel_size + 0.3))
+    axes = np.atleast_1d(axes)
+    for i, (ax, (title, pts)) in enumerate(zip(axes, samples.items())):
+        color = colors[i] if colors is not None else "C0"
+        plot_samples(ax, pts, title=title, lim=lim, color=color)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gap_histogram(ax, gaps, *, label: str | None = None, low: float = 1e-4, high: float = 1.0,
+                       bins: int = 60, **kwargs):
+    """Step histogram of positive gaps (e.g. t - l) on a log axis from ``low`` to ``high``,
+    normalised to a density in log10(gap)."""
+    g = np.asarray(torch.as_tensor(gaps).detach().cpu(), dtype=float)
+    edges = np.logspace(np.log10(low), np.log10(high), bins + 1)
+    weights = np.full(g.shape, 1.0 / (len(g) * (np.log10(edges[1]) - np.log10(edges[0]))))
+    ax.hist(np.clip(g, low, high), bins=edges, weights=weights, histtype="step", label=label, **kwargs)
+    ax.set_xscale("log")
+    ax.set_xlim(low, high)
+
+
+# ======================================================================= Chapters 6 and 9: Classifier-free guidance, SoFlow and diffusion models
+
+
+def scatter_by_class(ax, x, y, *, title: str | None = None, lim: float = 2.6, size: float = 1.5,
+                     alpha: float = 0.5, colors=("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7")):
+    """Scatter 2D samples x (N, 2) coloured by integer class y (N,) on [-lim, lim]^2, no ticks."""
+    pts = np.asarray(torch.as_tensor(x).detach().cpu(), dtype=float)
+    labels = np.asarray(torch.as_tensor(y).detach().cpu())
+    for k in np.unique(labels):
+        sel = labels == k
+        ax.scatter(pts[sel, 0], pts[sel, 1], s=size, color=colors[int(k) % len(colors)], alpha=alpha,
+                   linewidths=0, rasterized=True)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_metric_vs_nfe(ax, nfes, values, *, label: str | None = None, floor: float | None = None,
+                       marker: str = "o", **kwargs):
+    """A sample metric against the number of network evaluations on log-log axes; ``floor``
+    (the metric between two data samples) is drawn once as a dotted grey line when positive
+    (an energy distance floor can be slightly negative, and a log axis cannot show it)."""
+    (line,) = ax.loglog(np.asarray(nfes, dtype=float), np.asarray(values, dtype=float), marker=marker,
+                        label=label, **kwargs)
+    if floor is not None and floor > 0 and not getattr(ax, "_floor_drawn", False):
+        ax.axhline(floor, color="0.5", ls=":", lw=1, label="data floor")
+        ax._floor_drawn = True
+    ax.set_xlabel("network evaluations (NFE)")
+    ax.grid(True, which="major", alpha=0.3)
+    return line
+
+
+# ======================================================================= Chapter 7: The DiT architecture
+
+
+def tile_images(x, nrow: int, *, pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
+    """Images x (N, C, H, W) in [-1, 1] tiled row by row, ``nrow`` per row, into an (h, w) or
+    (h, w, 3) array in [0, 1] with ``pad`` pixels of ``pad_value`` between them."""
+    x = np.asarray(torch.as_tensor(x).detach().float().cpu().clamp(-1, 1), dtype=float) * 0.5 + 0.5
+    n, c, h, w = x.shape
+    rows = -(-n // nrow)
+    out = np.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), pad_value, dtype=float)
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        out[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = x[i]
+    return out[0] if c == 1 else out.transpose(1, 2, 0)
+
+
+def show_images(ax, x, nrow: int, *, title: str | None = None, pad: int = 1, pad_value: float = 1.0):
+    """``tile_images`` drawn on ``ax`` in grey (one channel) or colour, without ticks."""
+    ax.imshow(tile_images(x, nrow, pad=pad, pad_value=pad_value), cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def draw_patch_grid(ax, height: int, width: int, patch: int, *, color: str = "tab:red", numbers: bool = True,
+                    fontsize: float = 7.0):
+    """Patch boundaries of a (height, width) image shown with imshow, and each patch's token
+    index (row-major, the order of DiT's token sequence)."""
+    for k in range(0, height + 1, patch):
+        ax.axhline(k - 0.5, color=color, lw=1)
+    for k in range(0, width + 1, patch):
+        ax.axvline(k - 0.5, color=color, lw=1)
+    if numbers:
+        cols = width // patch
+        for i in range(height // patch):
+            for j in range(cols):
+                ax.text(j * patch + patch / 2 - 0.5, i * patch + patch / 2 - 0.5, str(i * cols + j), color=color,
+                        ha="center", va="center", fontsize=fontsize)
+    return ax
