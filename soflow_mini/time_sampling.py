@@ -74,5 +74,5 @@ def l_ratio(schedule: str, r_init: float, r_end: float, step: int, total_steps: 
 
 
 def intermediate_time(t: Tensor, s: Tensor, r: float) -> Tensor:
-    """l = t + (s - t) r, kept at least 1e-4 below t; shape (n,)."""
-    return torch.minimum(t + (s - t) * r, t - MIN_GAP)
+    """l = t + (s - t) r, kept at least 1e-4 below t and never below s; shape (n,)."""
+    return torch.maximum(torch.minimum(t + (s - t) * r, t - MIN_GAP), s)

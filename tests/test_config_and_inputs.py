@@ -85,6 +85,11 @@ def test_consistency_times_are_ordered():
     assert (s >= 0).all() and (t <= 1).all()
     assert (s <= l).all() and (l < t).all() and (t - l >= 1e-4 - 1e-7).all()
     assert (s.mean() < t.mean())
+    # pairs closer than the minimum gap: l stays in [s, t)
+    t, s = torch.tensor([0.5, 0.5]), torch.tensor([0.49995, 0.2])
+    l = intermediate_time(t, s, 0.01)
+    assert (s <= l).all() and (l < t).all()
+    assert l[1].item() == pytest.approx(0.5 - 1e-4)
 
 
 def test_solvers_resolve():
