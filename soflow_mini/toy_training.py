@@ -12,12 +12,18 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .ema import EMA
+
 
 @dataclass
 class History:
-    """Per-step logs of a training run: ``history["fm_mse"]`` is a list of floats."""
+    """Per-step logs of a training run: ``history["fm_mse"]`` is a list of floats.
+
+    ``ema`` holds the averaged weights when the run kept them (``with history.ema.swap_in(model)``).
+    """
 
     logs: dict[str, list[float]] = field(default_factory=dict)
+    ema: EMA | None = None
 
     def append(self, logs: dict[str, Tensor]) -> None:
         for key, value in logs.items():
@@ -44,11 +50,14 @@ def train_toy(
     batch_size: int = 512,
     lr: float = 1e-3,
     seed: int = 0,
+    ema_decay: float | None = None,
     progress: bool = False,
 ) -> History:
     """Train ``model`` (anything with ``loss(x0, y, step=, total_steps=, generator=)``) with
     AdamW on minibatches drawn from ``data`` (N, ...); returns the per-step logs.
 
+    With ``ema_decay`` the run also keeps an exponential moving average of the weights
+    (with warm-up) in ``history.ema``; the model itself keeps the online weights.
     Deterministic for a given seed on a given machine.
     """
     if steps < 1 or batch_size < 1:
@@ -57,7 +66,7 @@ def train_toy(
         raise ValueError(f"labels must have one entry per data row ({data.shape[0]}), got {labels.shape[0]}")
     g = torch.Generator(device=data.device).manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    history = History()
+    history = History(ema=None if ema_decay is None else EMA(model, ema_decay, warmup=True))
     model.train()
     for step in tqdm(range(steps), disable=not progress, desc="training"):
         idx = torch.randint(0, data.shape[0], (batch_size,), generator=g, device=data.device)
@@ -66,6 +75,8 @@ def train_toy(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if history.ema is not None:
+            history.ema.update(model)
         history.append(logs)
     model.eval()
     return history

@@ -40,3 +40,16 @@ def test_swap_in_restores_online_weights_and_state_round_trip():
     assert other.decay == 0.5 and torch.equal(other.shadow["weight"], ema.shadow["weight"])
     with pytest.raises(ValueError, match="decay"):
         EMA(model, decay=1.5)
+
+
+def test_train_toy_keeps_an_average_of_the_weights():
+    from soflow_mini import SoFlow, SoFlowConfig, ToyMLP, train_toy
+
+    model = SoFlow(ToyMLP(width=16, depth=1), SoFlowConfig.preset("toy"))
+    history = train_toy(model, torch.randn(256, 2), steps=5, batch_size=32, ema_decay=0.5)
+    assert history.ema is not None and history.ema.num_updates == 5
+    online = model.net.inp.weight.detach().clone()
+    with history.ema.swap_in(model):
+        assert torch.equal(model.net.inp.weight, history.ema.shadow["net.inp.weight"])
+    assert torch.equal(model.net.inp.weight, online)
+    assert train_toy(model, torch.randn(64, 2), steps=1, batch_size=8).ema is None
