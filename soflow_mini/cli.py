@@ -1,7 +1,8 @@
 """Command line: soflow-train, soflow-sample, soflow-evaluate, soflow-prepare-latents.
 
 The same commands run as ``python -m soflow_mini.cli train ...`` (and so under
-``torchrun ... -m soflow_mini.cli train ...``). Bad input ends the command with exit status 2
+``torchrun ... -m soflow_mini.cli train ...``); ``python -m soflow_mini.cli export`` writes
+the EMA weights of a run to a small file. Bad input ends the command with exit status 2
 and one line on stderr; a failure while running (missing data, a non-finite loss) with
 status 1; Ctrl-C during training with status 130 after writing a checkpoint.
 """
@@ -259,8 +260,29 @@ def prepare_latents_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- export
+def export_main(argv: Sequence[str] | None = None) -> int:
+    from .train.run import EXPORT_DTYPES, export_model
+
+    parser = _Parser(prog="soflow export",
+                     description="Write the EMA weights of a run (no optimizer or online weights) to one file "
+                                 "that soflow-sample and soflow_mini.train.load_model read.")
+    parser.add_argument("checkpoint", help="a run folder (its newest checkpoint) or a checkpoint file")
+    parser.add_argument("out", help="the file to write, e.g. digits_dit.pt")
+    parser.add_argument("--dtype", choices=tuple(EXPORT_DTYPES), default="float32",
+                        help="precision of the stored weights (float16 halves the file)")
+    args = parser.parse_args(argv)
+    try:
+        path = export_model(args.checkpoint, args.out, dtype=args.dtype)
+    except _EXPECTED as err:
+        return _fail(parser.prog, str(err), RUN_ERROR)
+    print(f"{path} ({path.stat().st_size / 2**20:.2f} MiB)")
+    return 0
+
+
 COMMANDS: dict[str, Callable[..., int]] = {
     "train": train_main, "sample": sample_main, "evaluate": evaluate_main, "prepare-latents": prepare_latents_main,
+    "export": export_main,
 }
 
 

@@ -105,7 +105,72 @@ def test_list_and_print_config(capsys):
 
 def test_console_scripts_point_at_commands():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert set(scripts) == {"soflow-train", "soflow-sample", "soflow-evaluate", "soflow-prepare-latents"}
+    assert set(scripts) == {"soflow-train", "soflow-sample", "soflow-evaluate", "soflow-prepare-latents", "soflow-export"}
     for target in scripts.values():
         module, _, name = target.partition(":")
         assert callable(getattr(importlib.import_module(module), name))
+
+
+TINY_DIGITS = ["--model.hidden_size", "32", "--model.depth", "1", "--model.num_heads", "2", "--train.batch_size", "16",
+               "--train.steps", "3", "--train.log_every", "1", "--train.checkpoint_every", "3",
+               "--train.sample_every", "0", "--train.progress", "false", "--train.device", "cpu"]
+
+
+def test_export_writes_the_ema_weights_that_load_and_sample(tmp_path, capsys):
+    from soflow_mini.train import load_checkpoint, load_model
+
+    run = tmp_path / "digits"
+    assert main(["train", "digits", "--run-dir", str(run), *TINY_DIGITS]) == 0
+    out = tmp_path / "export" / "digits_dit.pt"
+    capsys.readouterr()
+    assert main(["export", str(run), str(out), "--dtype", "float16"]) == 0
+    assert str(out) in capsys.readouterr().out
+
+    state = load_checkpoint(out)
+    assert set(state) == {"step", "weights", "model", "config", "data_spec"}  # no optimizer, online weights, rng
+    assert state["weights"] == "ema" and state["step"] == 3
+    assert all(v.dtype == torch.float16 for v in state["model"].values() if v.is_floating_point())
+    assert out.stat().st_size < 0.3 * (run / "checkpoints" / "step_00000003.pt").stat().st_size
+
+    exported, spec, config, step = load_model(out)
+    averaged, *_ = load_model(run)  # EMA weights of the training checkpoint, float32
+    online, *_ = load_model(run, ema=False)
+    assert step == 3 and spec.shape == (1, 8, 8) and config.preset == "digits"
+    for (name, p), q, r in zip(exported.named_parameters(), averaged.parameters(), online.parameters(), strict=True):
+        assert p.dtype == torch.float32
+        assert torch.equal(p, q.half().float()), name  # the EMA weights, rounded to float16
+    assert any(not torch.equal(q, r) for q, r in zip(averaged.parameters(), online.parameters()))
+
+    samples = tmp_path / "samples"
+    assert main(["sample", str(out), "--out", str(samples), "--num-samples", "20", "--batch-size", "10",
+                 "--labels", "0,1,2", "--nfe", "2", "--no-progress"]) == 0
+    with np.load(samples / "samples.npz") as npz:
+        assert npz["arr_0"].shape[0] == 20 and list(npz["arr_1"][:4]) == [0, 1, 2, 0]
+
+    assert main(["export", str(run), str(tmp_path / "full.pt")]) == 0  # float32 by default
+    full, *_ = load_model(tmp_path / "full.pt")
+    assert all(torch.equal(p, q) for p, q in zip(full.parameters(), averaged.parameters(), strict=True))
+
+
+def test_export_errors_are_one_line(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "x.pt")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "checkpoint not found" in err
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    assert main(["export", str(empty), str(tmp_path / "x.pt")]) == 1
+    assert "no checkpoint in" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", str(empty), str(tmp_path / "x.pt"), "--dtype", "float8"])
+    assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_online_weights_of_an_export_are_refused(tmp_path, capsys):
+    run = tmp_path / "digits"
+    assert main(["train", "digits", "--run-dir", str(run), *TINY_DIGITS]) == 0
+    assert main(["export", str(run), str(tmp_path / "e.pt")]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path / "e.pt"), "--out", str(tmp_path / "s"), "--online", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "EMA weights only" in err

@@ -19,7 +19,7 @@ from ..config import SoFlowConfig
 from ..ema import EMA
 from ..nets import DIT_SIZES, DiT, ToyMLP, load_official_dit
 from ..soflow import SoFlow
-from .checkpoint import latest_checkpoint, load_checkpoint
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import ModelConfig, RunConfig
 from .data import DataSpec, build_data
 from .distributed import init_distributed
@@ -118,12 +118,45 @@ def load_model(path: str | Path, *, ema: bool = True) -> tuple[nn.Module, DataSp
     config = RunConfig.from_dict(state["config"])
     spec = DataSpec.from_dict(state["data_spec"])
     model = build_model(config, spec)
-    model.load_state_dict(state["model"])
-    if ema:
+    model.load_state_dict(state["model"])  # cast to the model's dtypes (an export may hold float16)
+    if state.get("weights") == "ema":  # an export: "model" already holds the averaged weights
+        if not ema:
+            raise ValueError(f"{path} is an export of the EMA weights only; it holds no online weights")
+    elif ema:
         averaged = EMA(model)
         averaged.load_state_dict(state["ema"])
         averaged.copy_to(model)
     return model.eval(), spec, config, int(state["step"])
+
+
+EXPORT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def export_model(source: str | Path, out: str | Path, *, dtype: str = "float32") -> Path:
+    """Write the EMA weights of a run (its newest checkpoint) or of a checkpoint file to ``out``,
+    in ``dtype``, with the run config and data spec: no optimizer, online weights or random
+    states. ``load_model(out)`` rebuilds the model (in float32)."""
+    if dtype not in EXPORT_DTYPES:
+        raise ValueError(f"dtype must be one of {list(EXPORT_DTYPES)}, got {dtype!r}")
+    source = Path(source)
+    if source.is_dir():
+        found = latest_checkpoint(source)
+        if found is None:
+            raise FileNotFoundError(f"no checkpoint in {source / 'checkpoints'}")
+        source, state = found
+    else:
+        state = load_checkpoint(source)
+    for key in ("config", "data_spec", "model", "ema"):
+        if key not in state:
+            raise ValueError(f"{source} lacks '{key}': not a training checkpoint of soflow_mini.train")
+    shadow = state["ema"]["shadow"]
+    weights = {}
+    for name, value in state["model"].items():  # parameters from the EMA, buffers as they are
+        value = shadow.get(name, value)
+        weights[name] = value.to(EXPORT_DTYPES[dtype]) if value.is_floating_point() else value
+    exported = {"step": int(state["step"]), "weights": "ema", "model": weights,
+                "config": state["config"], "data_spec": state["data_spec"]}
+    return save_checkpoint(exported, out)
 
 
 def load_official(path: str | Path, *, vae: str | None = None) -> tuple[nn.Module, DataSpec]:
