@@ -77,6 +77,11 @@ class SoFlowConfig:
             raise ValueError(f"eps must be > 0, got {self.eps}")
         if self.cfg_scale < 0:
             raise ValueError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
+        if self.uses_guidance and self.cfg_drop_rate == 0:
+            raise ValueError(
+                f"cfg_scale {self.cfg_scale} > 1 needs cfg_drop_rate > 0: the guided target uses the "
+                "unconditional velocity, which only label dropout trains"
+            )
 
     @property
     def uses_guidance(self) -> bool:

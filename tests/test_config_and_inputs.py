@@ -59,6 +59,7 @@ def test_author_spellings_and_yaml(tmp_path):
     (dict(time_std=(1.0, 0.0, 1.0)), "time_std"),
     (dict(cfg_decay_time=1.0), "cfg_decay_time"),
     (dict(l_init_ratio=0.0), "l_init_ratio"),
+    (dict(cfg_scale=3.0, cfg_drop_rate=0.0), "needs cfg_drop_rate > 0"),
 ])
 def test_bad_config_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -135,3 +136,10 @@ def test_unconditional_model_rejects_labels():
         model.loss(torch.randn(4, 2), torch.zeros(4, dtype=torch.long), step=0, total_steps=1)
     with pytest.raises(ValueError, match=r"x must have shape \(B, 2\)"):
         model.loss(torch.randn(4, 3), step=0, total_steps=1)
+
+
+def test_flow_matching_guidance_needs_label_dropout():
+    from soflow_mini import FlowMatching, FlowMatchingConfig
+    model = FlowMatching(ToyMLP(width=8, depth=1, num_classes=2), FlowMatchingConfig(cfg_drop_rate=0.0))
+    with pytest.raises(ValueError, match="cfg_drop_rate > 0"):
+        model.sample(torch.randn(2, 2), torch.tensor([0, 1]), steps=2, cfg_scale=2.0)

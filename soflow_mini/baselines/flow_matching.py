@@ -89,6 +89,11 @@ class FlowMatching(nn.Module):
         B = _checks.batch_tensor("noise", noise)
         y = _checks.labels(y, B, self.num_classes)
         solver = _checks.choice("solver", solver, dict.fromkeys(SOLVERS))
+        if y is not None and cfg_scale != 1.0 and self.config.cfg_drop_rate == 0:
+            raise ValueError(
+                f"cfg_scale {cfg_scale} needs a model trained with cfg_drop_rate > 0: "
+                "otherwise the unconditional velocity was never trained"
+            )
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
         x = noise
