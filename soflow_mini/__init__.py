@@ -4,7 +4,10 @@ Convention: t = 0 is data, t = 1 is noise; f(x_t, t, s) maps time t to time s <=
 """
 
 from .analytic import GaussianMixture, GaussianSolutionNet, integrate
-from .baselines import FlowMatching, FlowMatchingConfig, MeanFlow, MeanFlowConfig
+from .baselines import (
+    ConsistencyConfig, ConsistencyTraining, Diffusion, DiffusionConfig, FlowMatching, FlowMatchingConfig,
+    MeanFlow, MeanFlowConfig,
+)
 from .coefficients import SolutionCoefficients, get_coefficients
 from .config import PRESETS, SoFlowConfig
 from .data import TOY_DATASETS, sample_toy, toy_num_classes
@@ -20,6 +23,7 @@ from .toy_training import History, train_toy
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConsistencyConfig", "ConsistencyTraining", "Diffusion", "DiffusionConfig",
     "DIT_SIZES", "DiT", "EMA", "FlowMatching", "FlowMatchingConfig", "GaussianMixture",
     "GaussianSolutionNet", "MeanFlow", "MeanFlowConfig", "NoisingPath", "PRESETS", "SampleQuality",
     "SoFlow", "SoFlowConfig", "SolutionCoefficients", "TOY_DATASETS", "ToyMLP", "build_dit",

@@ -267,3 +267,52 @@ def draw_patch_grid(ax, height: int, width: int, patch: int, *, color: str = "ta
                 ax.text(j * patch + patch / 2 - 0.5, i * patch + patch / 2 - 0.5, str(i * cols + j), color=color,
                         ha="center", va="center", fontsize=fontsize)
     return ax
+
+
+# ======================================================================= Chapter 8: Comparison with other one-step methods
+
+
+def plot_metric_curves(ax, curves: dict, *, xlabel: str, ylabel: str, floor: float | None = None, logx: bool = True,
+                       styles: dict | None = None):
+    """One line per method on a log y axis: ``curves`` maps name -> (xs, values).
+
+    ``floor`` draws a dotted horizontal line (e.g. the data-vs-data value of the metric);
+    ``styles`` maps name -> keyword arguments of ``ax.plot`` (colour, marker, ...).
+    """
+    for name, (xs, values) in curves.items():
+        style = {"marker": "o", "ms": 4, "lw": 1.5, **((styles or {}).get(name, {}))}
+        ax.plot(np.asarray(xs, dtype=float), np.asarray(values, dtype=float), label=name, **style)
+    if floor is not None:
+        ax.axhline(floor, color="0.5", ls=":", lw=1, label="data floor")
+    if logx:
+        ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.3)
+    return ax
+
+
+def sample_small_multiples(rows: dict, *, lim: float = 2.6, panel_size: float = 1.9, colors: dict | None = None):
+    """A grid of ``plot_samples`` panels: ``rows`` maps row name -> {panel title: (N, 2) points}.
+
+    Rows may hold different numbers of panels; missing cells stay empty. The row name labels
+    the first panel of each row. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    ncols = max(len(panels) for panels in rows.values())
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(panel_size * ncols, (panel_size + 0.25) * len(rows)),
+                             squeeze=False)
+    for r, (row_name, panels) in enumerate(rows.items()):
+        color = (colors or {}).get(row_name, "C0")
+        for c in range(ncols):
+            ax = axes[r, c]
+            if c >= len(panels):
+                ax.axis("off")
+                continue
+            title, pts = list(panels.items())[c]
+            plot_samples(ax, pts, title=title, lim=lim, color=color)
+        axes[r, 0].set_ylabel(row_name, fontsize=9)
+    fig.tight_layout()
+    return fig
