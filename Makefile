@@ -58,3 +58,10 @@ notebooks: $(STAMP)
 
 clean:
 	rm -rf _build
+
+# Benchmarks (benchmarks/README.md): every benchmark at CPU-sized settings in a few minutes,
+# results in benchmarks/results/quick/. BENCH_ARGS="--full --compile --book" gives the
+# reported settings (hours on 2 cores), results in benchmarks/results/.
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)

@@ -8,12 +8,14 @@ so that z_r = z_t - (t - r) u is SoFlow's Euler parameterization.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.func import jvp
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .. import _checks
 from ..paths import get_path
@@ -41,6 +43,24 @@ class MeanFlowConfig:
             raise ValueError(f"eps must be > 0, got {self.eps}")
 
 
+@contextlib.contextmanager
+def _jvp_context(device: torch.device):
+    """Settings under which the DiT's forward pass supports forward-mode AD.
+
+    The fused attention kernels (flash, memory-efficient, cuDNN) have no forward-mode AD
+    rule, so F.scaled_dot_product_attention runs on the math backend: part of the price of
+    the JVP for attention nets; nets without attention are unaffected. Under CUDA bf16
+    autocast the JVP of that backend's softmax fails on mismatched dtypes (torch 2.11 on an
+    H200), so there the JVP pass runs in fp32: MeanFlow trains, at fp32 cost for that pass.
+    """
+    fp32 = device.type == "cuda" and torch.is_autocast_enabled("cuda")
+    with warnings.catch_warnings(), sdpa_kernel(SDPBackend.MATH), \
+            (torch.autocast("cuda", enabled=False) if fp32 else contextlib.nullcontext()):
+        # torch's first forward-AD call warns about its own internals
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+        yield
+
+
 class MeanFlow(nn.Module):
     def __init__(self, net: nn.Module, config: MeanFlowConfig | None = None):
         super().__init__()
@@ -66,8 +86,7 @@ class MeanFlow(nn.Module):
         def u_fn(z: Tensor, t_: Tensor, r_: Tensor) -> Tensor:
             return self.net(z, t_, r_, y)
 
-        with warnings.catch_warnings():  # torch's first forward-AD call warns about its own internals
-            warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+        with _jvp_context(z_t.device):
             u, dudt = jvp(u_fn, (z_t, t, r), (v_t, torch.ones_like(t), torch.zeros_like(r)))
         gap = (t - r).reshape(-1, *([1] * (z_t.dim() - 1)))
         return u, (v_t - gap * dudt).detach()
