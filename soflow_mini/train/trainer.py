@@ -89,8 +89,11 @@ class Trainer:
 
         self.model = model.to(self.device)
         self.ema = EMA(self.model, config.ema_decay, warmup=config.ema_warmup, dtype=getattr(torch, config.ema_dtype))
+        # Fused AdamW on CUDA (one kernel for all parameters); on the CPU it measured no faster
+        # than the default (benchmarks/results/optimizations.md), which the CPU runs keep.
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+            self.model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
+            fused=True if self.device.type == "cuda" else None,
         )
         self.step = 0
         self.resumed_from: Path | None = None
