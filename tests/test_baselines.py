@@ -129,3 +129,20 @@ def test_baseline_configs_reject_bad_values():
         MeanFlowConfig(p=-1)
     with pytest.raises(ValueError, match="solver"):
         FlowMatching(ToyMLP(width=8, depth=1)).sample(torch.randn(2, 2), solver="rk45")
+
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_meanflow_trains_a_dit_under_cuda_bf16_autocast():
+    # torch's JVP through the math attention fails under CUDA bf16 autocast (mismatched
+    # softmax dtypes); MeanFlow runs that pass in fp32 and must train.
+    from soflow_mini import build_dit
+
+    torch.manual_seed(0)
+    model = MeanFlow(build_dit("DiT-T/4", 16, 4, 10).to("cuda"))
+    x, y = torch.randn(4, 4, 16, 16, device="cuda"), torch.randint(0, 10, (4,), device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss, _ = model.loss(x, y)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
