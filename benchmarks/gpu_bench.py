@@ -22,27 +22,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import platform
-import shlex
 import statistics
-import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # CPU smoke runs on a shared machine
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (sets OMP_WAIT_POLICY before torch starts; puts the checkout on sys.path)
 
 import torch  # noqa: E402
 
 from soflow_mini import build_dit  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
 from step_cost import build_model  # noqa: E402  (the same models as the CPU step-cost rows)
+
+ROOT = common.ROOT
 
 START = time.perf_counter()
 
@@ -57,50 +51,17 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def table(columns, rows) -> str:
-    def cell(v):
-        if isinstance(v, float):
-            return "n/a" if v != v else (f"{v:.4g}" if v == 0 or 1e-3 <= abs(v) < 1e5 else f"{v:.3e}")
-        return str(v)
-
-    out = ["| " + " | ".join(columns) + " |", "| " + " | ".join([":---"] + ["---:"] * (len(columns) - 1)) + " |"]
-    out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(out) + "\n"
-
-
-def header(title: str, device: torch.device, args) -> str:
-    cmd = " ".join(["python", "benchmarks/gpu_bench.py", *map(shlex.quote, sys.argv[1:])])
-    if device.type == "cuda":
-        p = torch.cuda.get_device_properties(device)
-        machine = f"{p.name} ({p.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}"
-    else:
-        machine = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        rev = "unknown"
-    return (f"# {title}\n\n- Command: `{cmd}`\n- Machine: {machine}; torch {torch.__version__}; "
-            f"Python {platform.python_version()}\n- Code: git {rev}; run {time.strftime('%Y-%m-%d %H:%M %Z')}\n")
-
-
 def interleaved(fns: dict, repeats: int, device: torch.device, warmup: int = 1) -> dict[str, list[float]]:
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            sync(device)
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            times[k].append(time.perf_counter() - t0)
-    return times
+    return common.interleaved_times(fns, repeats=repeats, warmup=warmup, sync=lambda: sync(device))
 
 
 def paired(times, a, b) -> float:
-    return statistics.median(x / y for x, y in zip(times[a], times[b]))
+    return common.paired_ratio(times, a, b)[0]
+
+
+def header(title: str, device: torch.device) -> str:
+    extra = f"- CUDA {torch.version.cuda}\n" if device.type == "cuda" else ""
+    return common.header(title, device.type) + extra
 
 
 # ---------------------------------------------------------------------- step cost
@@ -209,12 +170,12 @@ def step_cost(args, device: torch.device) -> str:
                                (m_mf, 0.8, "peak memory SoFlow <= 0.8x MeanFlow")):
         if value == value:
             lines.append(f"TARGET {'met' if value <= bound else 'MISSED'}: {args.size} {what} ({value:.3f}x)")
-    text = (header(f"GPU training-step cost, {args.size}", device, args)
+    text = (header(f"GPU training-step cost, {args.size}", device)
             + f"- Setting: {args.size}, 32x32x4 latents, 1000 classes, batch {args.batch}, "
             f"{'bf16 autocast' if args.bf16 else 'fp32'}, AdamW {'fused' if device.type == 'cuda' else '(default)'}; "
             f"{args.repeats} interleaved rounds, medians; peak memory: max_memory_allocated above the pre-step level\n"
             f"- Host-device syncs inside one guided SoFlow step (sync debug mode): {syncs}\n\n"
-            + table(["variant", "ms / step", "time / FM", "time / MeanFlow", "peak step memory (MiB)",
+            + common.markdown_table(["variant", "ms / step", "time / FM", "time / MeanFlow", "peak step memory (MiB)",
                      "memory / FM", "memory / MeanFlow"], rows)
             + ("\n- note: under CUDA bf16 autocast MeanFlow runs its JVP pass in fp32 (soflow_mini.baselines.meanflow; "
                "the JVP of the math attention's softmax fails on mismatched dtypes), so compare with MeanFlow in fp32 "
@@ -265,10 +226,10 @@ def throughput(args, device: torch.device) -> str:
         base = "eager fp32" if "eager fp32|fwd" in times else name
         rows.append([name, args.tp_batch / f, paired(times, f"{base}|fwd", f"{name}|fwd"),
                      args.tp_batch / b, paired(times, f"{base}|fwdbwd", f"{name}|fwdbwd"), first[name], kernels[name]])
-    return (header(f"GPU throughput, {args.size}", device, args)
+    return (header(f"GPU throughput, {args.size}", device)
             + f"- Setting: batch {args.tp_batch}, 32x32x4, 1000 classes; TF32 matmuls off (fp32 is true fp32); "
             f"{args.repeats} interleaved rounds, medians; speed-up against eager fp32\n\n"
-            + table(["variant", "forward img/s", "speed-up", "fwd+bwd img/s", "speed-up", "first calls (s)",
+            + common.markdown_table(["variant", "forward img/s", "speed-up", "fwd+bwd img/s", "speed-up", "first calls (s)",
                      "attention kernel"], rows)
             + "".join(f"\n- skipped: {s}" for s in skipped) + ("\n" if skipped else ""))
 
