@@ -2,9 +2,10 @@
 
 Sections (each measured side by side in this run):
 
-1. SoFlow step before vs after: the committed soflow_mini/soflow.py of fa0cc6a (kept in
-   benchmarks/reference/) against the current one, on the toy MLP and on a DiT, with and
-   without guidance. The two compute bit-identical losses and gradients (checked here).
+1. SoFlow step before vs after: the SoFlow step kept in benchmarks/reference/ (the
+   committed soflow_mini/soflow.py of fa0cc6a) against the current one, on the toy MLP and
+   on a DiT, with and without guidance; the place to time a change to the step. The two
+   must compute bit-identical losses and gradients (checked here).
 2. FLOP shares (torch.utils.flop_counter, exact, no timing noise): the network passes of
    one SoFlow step relative to flow matching, and the share of the time embedders, which
    the guidance pass recomputes for times the gradient pass already embedded.

@@ -267,11 +267,6 @@ def _key(job: dict) -> tuple:
     return (job["toy"], job["seed"], job["method"], job["budget"], job["preset"])
 
 
-def _job_weight(job: Job) -> float:
-    per_step = {"meanflow": 2.5, "soflow": 1.2, "flow_matching": 1.0}[job.method]
-    return job.steps * per_step + (300 if job.method == "flow_matching" else 0)
-
-
 def _job_line(job: Job, i: int, n: int) -> str:
     first = next(k for k in job.results if not k.startswith("_"))
     return (f"[{i}/{n}] {job.toy} seed {job.seed} {job.method} ({job.preset}, {job.budget}, {job.steps} steps, "

@@ -8,7 +8,7 @@ config is built; spellings such as "Linear", "Euler" or "Exponent" are accepted.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 

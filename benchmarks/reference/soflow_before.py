@@ -1,7 +1,8 @@
 """soflow_mini/soflow.py as committed at fa0cc6a, before the benchmark-driven optimisations.
 
-Kept verbatim (imports made absolute) so that benchmarks/optimizations.py and
-benchmarks/step_cost.py can time the step before and after side by side in one run.
+Kept verbatim (imports made absolute) as the reference of the SoFlow step: benchmarks/
+optimizations.py and benchmarks/step_cost.py time a change to the step against it side by
+side, and tests/test_benchmarks.py checks that the library's step still gives the same bits.
 Not used by the library.
 """
 from __future__ import annotations
