@@ -1,7 +1,7 @@
 """Sample quality versus NFE on 2D toys: SoFlow, MeanFlow and flow matching side by side.
 
-Every method trains the same ToyMLP from the same initialisation with the loop of
-``train_toy`` (AdamW, same learning rate, batch and minibatch stream) plus an EMA of the
+Every method trains the same ToyMLP from the same initialisation with
+``train_toy`` (AdamW, same learning rate, batch and minibatch stream) and its EMA of the
 weights (decay 0.999 with warm-up; samples come from the EMA weights, as the spec asks of
 SoFlow sampling, for every method), at equal training steps and at equal training
 wall-clock. Then:
@@ -41,7 +41,7 @@ import common  # noqa: E402  (sets OMP_WAIT_POLICY before torch starts)
 import torch  # noqa: E402
 
 from soflow_mini import (  # noqa: E402
-    EMA, FlowMatching, MeanFlow, SoFlow, SoFlowConfig, ToyMLP, sample_toy, sliced_wasserstein2,
+    EMA, FlowMatching, MeanFlow, SoFlow, SoFlowConfig, ToyMLP, sample_toy, sliced_wasserstein2, train_toy,
 )
 from soflow_mini.metrics import _mean_distance  # noqa: E402
 
@@ -128,23 +128,9 @@ class Energy:
 
 # ---------------------------------------------------------------------- training
 def train(model: torch.nn.Module, data: torch.Tensor, setting: Setting, steps: int, seed: int) -> EMA:
-    """soflow_mini.train_toy's loop (same AdamW, minibatch stream and loss calls) plus an EMA of
-    the weights, updated after every step; returns the EMA (decay ``setting.ema``, warm-up on)."""
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=setting.lr, weight_decay=0.0)
-    ema = EMA(model, setting.ema, warmup=True)
-    model.train()
-    for step in range(steps):
-        idx = torch.randint(0, data.shape[0], (setting.batch,), generator=g)
-        loss, logs = model.loss(data[idx], None, step=step, total_steps=steps, generator=g)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        ema.update(model)
-        for value in logs.values():  # train_toy reads every log value each step
-            float(value)
-    model.eval()
-    return ema
+    """soflow_mini.train_toy with an EMA of the weights (decay ``setting.ema``, warm-up on); returns the EMA."""
+    return train_toy(model, data, steps=steps, batch_size=setting.batch, lr=setting.lr, seed=seed,
+                     ema_decay=setting.ema).ema
 
 
 # ---------------------------------------------------------------------- one job
