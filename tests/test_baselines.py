@@ -46,7 +46,8 @@ def test_flow_matching_loss_is_zero_for_exact_velocity_of_point_mass():
     assert loss.item() < 1e-20
 
 
-@pytest.mark.parametrize("solver,steps,tol", [("euler", 400, 0.01), ("heun", 20, 0.01)])
+@pytest.mark.parametrize("solver,steps,tol", [("euler", 400, 0.01), ("heun", 20, 0.01), ("midpoint", 20, 0.01),
+                                              ("rk4", 5, 0.01)])
 def test_ode_samplers_reproduce_gaussian(solver, steps, tol):
     mean, std = torch.tensor([1.0, -1.0], dtype=torch.float64), 0.4
     gaussian = GaussianMixture([mean.tolist()], [std])
@@ -68,6 +69,41 @@ def test_heun_is_second_order_and_euler_first_order():
     assert 3.2 < err["heun", 10] / err["heun", 20] < 4.8
 
 
+@pytest.mark.parametrize("solver,order", [("euler", 1), ("heun", 2), ("midpoint", 2), ("rk4", 4)])
+@pytest.mark.parametrize("grid_power", [1.0, 2.0])
+def test_solver_orders_on_uniform_and_power_grids(solver, order, grid_power):
+    # Halving every step of the grid divides the global error by at least about 2 ** order
+    # (midpoint does better on this linear Gaussian velocity: its leading error term vanishes).
+    gaussian = GaussianMixture([[1.0, -1.0]], [0.4])
+    model = FlowMatching(_ExactVelocityNet(gaussian))
+    noise = torch.randn(500, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ones = torch.ones(500, dtype=torch.float64)
+    exact = gaussian.solution(noise, ones, 0 * ones)
+    err = [(model.sample(noise, steps=n, solver=solver, grid_power=grid_power) - exact).abs().max().item()
+           for n in ((16, 32) if order == 4 else (8, 16))]
+    assert err[0] / err[1] > 0.6 * 2**order
+
+
+def test_time_grid_and_evaluation_counts():
+    from soflow_mini.baselines.flow_matching import EVALS_PER_STEP, time_grid
+
+    torch.testing.assert_close(time_grid(4, 2.0), torch.tensor([1.0, 0.5625, 0.25, 0.0625, 0.0]))
+    with pytest.raises(ValueError, match="grid power"):
+        time_grid(4, 0.0)
+    calls = []
+
+    class Counting(_ExactVelocityNet):
+        def forward(self, x, t, s, y=None):
+            calls.append(1)
+            return super().forward(x, t, s, y)
+
+    model = FlowMatching(Counting(GaussianMixture([[0.0, 0.0]], [1.0])))
+    for solver, per_step in EVALS_PER_STEP.items():
+        calls.clear()
+        model.sample(torch.randn(3, 2), steps=3, solver=solver)
+        assert len(calls) == 3 * per_step
+
+
 def test_inference_time_guidance_combines_two_passes():
     torch.manual_seed(0)
     net = ToyMLP(width=32, depth=2, num_classes=3)
@@ -78,10 +114,11 @@ def test_inference_time_guidance_combines_two_passes():
     torch.testing.assert_close(model._guided_velocity(x, t, y, 1.0), v_c)
 
 
-def test_meanflow_target_matches_finite_differences():
+@pytest.mark.parametrize("jvp", ["detached", "autograd"])
+def test_meanflow_target_matches_finite_differences(jvp):
     torch.manual_seed(0)
     net = ToyMLP(width=32, depth=2, time_scale=10.0).double()
-    model = MeanFlow(net)
+    model = MeanFlow(net, MeanFlowConfig(jvp=jvp))
     B = 8
     z = torch.randn(B, 2, dtype=torch.float64)
     v = torch.randn(B, 2, dtype=torch.float64)
@@ -111,6 +148,64 @@ def test_meanflow_exact_average_velocity_has_zero_loss_and_exact_samples():
         torch.testing.assert_close(model.sample(noise, nfe=nfe), exact)
 
 
+class _DropoutNet(nn.Module):
+    """A small MLP with dropout: both JVP modes must draw the same masks for u and du/dt."""
+
+    num_classes = 0
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 64), nn.SiLU(), nn.Dropout(0.3), nn.Linear(64, 2))
+
+    def forward(self, z, t, r, y=None):
+        return self.body(torch.cat([z, t[:, None], r[:, None]], dim=1))
+
+
+@pytest.mark.parametrize("make_net", [lambda: ToyMLP(width=32, depth=2).double(), lambda: _DropoutNet().double()])
+def test_meanflow_jvp_modes_give_the_same_loss_and_gradient(make_net):
+    torch.manual_seed(0)
+    net = make_net()
+    x0 = torch.randn(64, 2, dtype=torch.float64)
+    results = {}
+    for mode in ("detached", "autograd"):
+        model = MeanFlow(net, MeanFlowConfig(jvp=mode))
+        net.zero_grad()
+        torch.manual_seed(1)  # dropout masks
+        loss, _ = model.loss(x0, generator=torch.Generator().manual_seed(2))
+        loss.backward()
+        results[mode] = loss.detach(), [p.grad.clone() for p in net.parameters()]
+    (loss_d, grad_d), (loss_a, grad_a) = results["detached"], results["autograd"]
+    assert loss_d.item() > 0
+    torch.testing.assert_close(loss_d, loss_a)
+    for g_d, g_a in zip(grad_d, grad_a):
+        torch.testing.assert_close(g_d, g_a)
+
+
+def _saved_bytes(loss_fn) -> int:
+    """Bytes of the tensors autograd keeps for backward while ``loss_fn`` runs."""
+    total = 0
+
+    def pack(tensor):
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss_fn()
+    return total
+
+
+def test_meanflow_detached_jvp_keeps_about_flow_matchings_activations():
+    net = ToyMLP(width=256, depth=4)
+    x0 = torch.randn(512, 2)
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    fm = _saved_bytes(lambda: FlowMatching(net).loss(x0, generator=gen()))
+    lean = _saved_bytes(lambda: MeanFlow(net, MeanFlowConfig(jvp="detached")).loss(x0, generator=gen()))
+    full = _saved_bytes(lambda: MeanFlow(net, MeanFlowConfig(jvp="autograd")).loss(x0, generator=gen()))
+    assert lean < 1.2 * fm
+    assert full > 2.5 * lean
+
+
 def test_meanflow_time_sampling_fraction():
     model = MeanFlow(ToyMLP(width=8, depth=1), MeanFlowConfig(r_equals_t=0.75))
     t, r = model.sample_times(400, generator=torch.Generator().manual_seed(0))
@@ -127,6 +222,8 @@ def test_baseline_configs_reject_bad_values():
         FlowMatchingConfig(noising_type="cosine")
     with pytest.raises(ValueError, match="p must"):
         MeanFlowConfig(p=-1)
+    with pytest.raises(ValueError, match="jvp"):
+        MeanFlowConfig(jvp="forward")
     with pytest.raises(ValueError, match="solver"):
         FlowMatching(ToyMLP(width=8, depth=1)).sample(torch.randn(2, 2), solver="rk45")
 
