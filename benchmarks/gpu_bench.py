@@ -69,7 +69,8 @@ VARIANTS = {
     "flow_matching": "flow matching",
     "soflow": "SoFlow (imagenet256, cfg_scale 1)",
     "soflow_guided": "SoFlow + guidance (cfg_scale 3)",
-    "meanflow": "MeanFlow (torch.func.jvp)",
+    "meanflow": "MeanFlow (JVP without graph + forward with gradient)",
+    "meanflow_autograd": "MeanFlow (one JVP recorded by autograd)",
 }
 
 

@@ -2,10 +2,8 @@
 
 Sections (each measured side by side in this run):
 
-1. SoFlow step before vs after: the SoFlow step kept in benchmarks/reference/ (the
-   committed soflow_mini/soflow.py of fa0cc6a) against the current one, on the toy MLP and
-   on a DiT, with and without guidance; the place to time a change to the step. The two
-   must compute bit-identical losses and gradients (checked here).
+1. (retired) the SoFlow step before vs after an optimisation that measured no faster and
+   was reverted; tests/golden/soflow_step.json now pins the step's results.
 2. FLOP shares (torch.utils.flop_counter, exact, no timing noise): the network passes of
    one SoFlow step relative to flow matching, and the share of the time embedders, which
    the guidance pass recomputes for times the gradient pass already embedded.
@@ -15,7 +13,7 @@ Sections (each measured side by side in this run):
 5. torch.compile (--compile; minutes on a CPU): eager vs compiled net vs compiled loss,
    and the graph count / graph breaks that dynamo reports for each entry point.
 
-    python benchmarks/optimizations.py              # sections 1-4 (~3 min)
+    python benchmarks/optimizations.py              # sections 2-4 (~3 min)
     python benchmarks/optimizations.py --compile    # adds section 5
 """
 
@@ -36,7 +34,6 @@ import common  # noqa: E402  (sets OMP_WAIT_POLICY before torch starts)
 
 import torch  # noqa: E402
 
-from reference.soflow_before import SoFlow as SoFlowBefore  # noqa: E402
 from soflow_mini import FlowMatching, SoFlow, SoFlowConfig, ToyMLP, build_dit  # noqa: E402
 
 
@@ -80,36 +77,6 @@ def make_step(model, x, y, *, optimizer: str = "default", compile_loss: bool = F
 def ratio_row(label: str, times: dict, after: str, before: str) -> list:
     r, lo, hi = common.paired_ratio(times, after, before)
     return [label, 1e3 * common.median(times[before]), 1e3 * common.median(times[after]), f"{r:.3f} [{lo:.3f}, {hi:.3f}]"]
-
-
-# ---------------------------------------------------------------------- 1. before / after
-def identical(net, x, y, config) -> bool:
-    out = []
-    for cls in (SoFlowBefore, SoFlow):
-        model = cls(net, config)
-        net.zero_grad(set_to_none=True)
-        loss, _ = model.loss(x, y, step=3, total_steps=10, generator=torch.Generator().manual_seed(1))
-        loss.backward()
-        out.append([loss.detach()] + [p.grad.clone() for p in net.parameters()])
-    net.zero_grad(set_to_none=True)
-    return all(torch.equal(a, b) for a, b in zip(*out))
-
-
-def before_after(args) -> str:
-    setups = [("ToyMLP(256, 4), batch 512, toy preset", toy_setup()),
-              (f"{args.size}, batch {args.batch}, imagenet256, cfg_scale 1", dit_setup(args.size, args.batch, False)),
-              (f"{args.size}, batch {args.batch}, imagenet256, cfg_scale 3", dit_setup(args.size, args.batch, True))]
-    rows = []
-    for label, (net, x, y, config) in setups:
-        same = identical(net, x, y, config)
-        before = SoFlowBefore(copy.deepcopy(net), config)
-        after = SoFlow(copy.deepcopy(net), config)
-        times = common.interleaved_times({"before": make_step(before, x, y), "after": make_step(after, x, y)},
-                                         repeats=args.repeats, inner=args.inner if "Toy" in label else 1, warmup=2)
-        rows.append(ratio_row(label, times, "after", "before") + ["yes" if same else "NO"])
-    return ("\n## 1. SoFlow step before (fa0cc6a) and after\n\nFull training step (loss, backward, AdamW). "
-            "Ratio: median [IQR] of after/before over interleaved rounds.\n\n"
-            + common.markdown_table(["setting", "before ms", "after ms", "after / before", "bit-identical loss and grads"], rows))
 
 
 # ---------------------------------------------------------------------- 2. FLOP shares
@@ -264,12 +231,12 @@ def main(argv=None) -> int:
     parser.add_argument("--thread-rounds", type=int, default=3)
     parser.add_argument("--thread-steps", type=int, default=20)
     parser.add_argument("--compile", action="store_true", help="add the torch.compile section (slow on a CPU)")
-    parser.add_argument("--sections", nargs="+", type=int, default=[1, 2, 3, 4])
+    parser.add_argument("--sections", nargs="+", type=int, default=[2, 3, 4])
     parser.add_argument("--name", default="optimizations")
     common.add_common_args(parser)
     args = parser.parse_args(argv)
     common.setup_threads(args.threads)
-    sections = {1: before_after, 2: flop_shares, 3: adamw, 4: threads, 5: compile_section}
+    sections = {2: flop_shares, 3: adamw, 4: threads, 5: compile_section}
     chosen = sorted(set(args.sections) | ({5} if args.compile else set()))
     text = [common.header("SoFlow step: profile and optimisations")]
     for k in chosen:

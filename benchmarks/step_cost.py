@@ -7,9 +7,12 @@ initialisation), the same batch of 32x32x4 latents and labels:
 - SoFlow: the imagenet256 preset with cfg_scale 1 (no guidance) and with cfg_scale 3
   (guidance baked into training: one extra batched no-grad forward);
 - SoFlow, cifar10 preset: every row gets the consistency term (velocity_loss_ratio 0);
-- MeanFlow: the JVP through torch.func.jvp, tangent (v, 1, 0). Fused attention kernels have
-  no forward-mode AD, so its attention runs on the math backend; --variants
-  flow_matching@math soflow@math adds the other methods on that backend too.
+- MeanFlow: the JVP through torch.func.jvp, tangent (v, 1, 0), at its strongest: the
+  stop-gradient target from a JVP without graph plus a plain forward with gradient (the
+  library default), and the one-call form whose tangent pass autograd records
+  ("meanflow_autograd"). Fused attention kernels have no forward-mode AD, so attention runs
+  on the math backend inside the JVP; --variants flow_matching@math soflow@math adds the
+  other methods on that backend too.
 
 Time per step: all variants live in one process and their steps are interleaved
 (A B C D A B C D ...); the table gives medians and the median of the per-round ratios.
@@ -46,14 +49,17 @@ import common  # noqa: E402  (sets OMP_WAIT_POLICY before torch starts)
 
 import torch  # noqa: E402
 
-from soflow_mini import FlowMatching, FlowMatchingConfig, MeanFlow, SoFlow, SoFlowConfig, build_dit  # noqa: E402
+from soflow_mini import (  # noqa: E402
+    FlowMatching, FlowMatchingConfig, MeanFlow, MeanFlowConfig, SoFlow, SoFlowConfig, build_dit,
+)
 
 VARIANTS = {
     "flow_matching": "flow matching",
     "soflow": "SoFlow (imagenet256, cfg_scale 1: no guidance)",
     "soflow_guided": "SoFlow + guidance (imagenet256, cfg_scale 3)",
     "soflow_cifar10": "SoFlow (cifar10 preset: all rows consistency)",
-    "meanflow": "MeanFlow (torch.func.jvp)",
+    "meanflow": "MeanFlow (JVP without graph + forward with gradient)",
+    "meanflow_autograd": "MeanFlow (one JVP recorded by autograd)",
     # Inside torch.func.jvp attention runs on the math backend (fused kernels have no forward-mode
     # AD); these rows run the other methods on it too, to separate the JVP from the kernel.
     "flow_matching@math": "flow matching, math attention",
@@ -76,14 +82,8 @@ def build_model(variant: str, size: str, num_classes: int, seed: int = 0) -> tor
         return SoFlow(net, SoFlowConfig.preset("cifar10"))
     if variant == "meanflow":
         return MeanFlow(net)
-    if variant.startswith("before:"):  # the SoFlow step as it was before the optimisations (benchmarks/reference)
-        from reference.soflow_before import SoFlow as SoFlowBefore
-
-        inner = variant.split(":", 1)[1]
-        config = SoFlowConfig.preset("imagenet256") if inner == "soflow_guided" else (
-            SoFlowConfig.preset("cifar10") if inner == "soflow_cifar10"
-            else dataclasses.replace(SoFlowConfig.preset("imagenet256"), cfg_scale=1.0))
-        return SoFlowBefore(net, config)
+    if variant == "meanflow_autograd":
+        return MeanFlow(net, MeanFlowConfig(jvp="autograd"))
     raise ValueError(f"unknown variant {variant!r}; choose one of {list(VARIANTS)}")
 
 
