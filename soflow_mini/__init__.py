@@ -13,7 +13,9 @@ from .config import PRESETS, SoFlowConfig
 from .data import TOY_DATASETS, sample_toy, toy_num_classes
 from .ema import EMA
 from .guidance import guidance_decay, guided_velocity
-from .metrics import SampleQuality, data_floor, energy_distance, sample_quality, sliced_wasserstein2
+from .metrics import (
+    NoiseBand, SampleQuality, data_floor, energy_distance, noise_band, sample_quality, sliced_wasserstein2,
+)
 from .nets import DIT_SIZES, DiT, ToyMLP, build_dit, load_official_dit
 from .paths import NoisingPath, get_path
 from .soflow import SoFlow
@@ -27,7 +29,7 @@ __all__ = [
     "DIT_SIZES", "DiT", "EMA", "FlowMatching", "FlowMatchingConfig", "GaussianMixture",
     "GaussianSolutionNet", "MeanFlow", "MeanFlowConfig", "NoisingPath", "PRESETS", "SampleQuality",
     "SoFlow", "SoFlowConfig", "SolutionCoefficients", "TOY_DATASETS", "ToyMLP", "build_dit",
-    "data_floor", "energy_distance", "get_coefficients", "get_path", "guidance_decay",
+    "NoiseBand", "data_floor", "energy_distance", "noise_band", "get_coefficients", "get_path", "guidance_decay",
     "guided_velocity", "integrate", "intermediate_time", "l_ratio", "load_official_dit",
     "logit_normal", "sample_consistency_times", "sample_quality", "sample_toy",
     "sliced_wasserstein2", "toy_num_classes", "History", "train_toy",

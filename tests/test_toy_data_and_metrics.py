@@ -3,7 +3,9 @@ import math
 import pytest
 import torch
 
-from soflow_mini import TOY_DATASETS, data_floor, energy_distance, sample_toy, sliced_wasserstein2, toy_num_classes
+from soflow_mini import (
+    TOY_DATASETS, data_floor, energy_distance, noise_band, sample_toy, sliced_wasserstein2, toy_num_classes,
+)
 
 
 @pytest.mark.parametrize("name", sorted(TOY_DATASETS))
@@ -64,3 +66,22 @@ def test_floor_is_small_and_metric_inputs_checked():
         sliced_wasserstein2(torch.randn(10), torch.randn(10, 1))
     with pytest.raises(ValueError, match="unknown toy"):
         sample_toy("swissroll", 10)
+
+
+def test_noise_band_of_the_unbiased_energy_distance_is_centred_on_zero():
+    # Two samples of one distribution: E[energy distance] = 0 exactly (unbiased estimator),
+    # while sliced W2 of finite samples is positive.
+    def draw(n, seed):
+        return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+    band = noise_band(draw, 400, draws=20)
+    assert band.n == 400 and band.draws == 20
+    assert abs(band.energy_mean) < 3 * band.energy_std / 20**0.5
+    lo, hi = band.energy_interval()
+    assert lo < 0 < hi and hi - lo == pytest.approx(4 * band.energy_std)
+    assert band.sliced_w2_mean > 3 * band.sliced_w2_std / 20**0.5 > 0
+    # a shifted distribution lies far outside the band
+    shifted = energy_distance(draw(400, 1) + 0.5, draw(400, 2))
+    assert shifted > hi + 5 * band.energy_std
+    with pytest.raises(ValueError, match="draws"):
+        noise_band(draw, 10, draws=1)
