@@ -63,7 +63,7 @@ def test_toy_preset_trains_samples_and_evaluates(tmp_path, capsys):
     (["train", "toy-moons", "--train.lrr", "1e-3"], "unknown field train.lrr; did you mean train.lr?"),
     (["train", "toy-moons", "--train.lr", "fast"], "train.lr expects a number, got 'fast'"),
     (["train", "toy-moons", "--train.steps", "ten"], "train.steps expects an integer"),
-    (["train", "toy-moons", "--model.arch", "unet"], "model.arch must be one of ['dit', 'mlp']"),
+    (["train", "toy-moons", "--model.arch", "resnet"], "model.arch must be one of ['dit', 'unet', 'mlp']"),
     (["train", "toy-moons", "--steps", "3"], "unrecognized argument '--steps'"),
     (["train", "toy-moons", "--train.steps"], "--train.steps needs a value"),
     (["train"], "a preset is required"),
