@@ -90,7 +90,7 @@ class SoFlowConfig:
         _in_range("velocity_loss_ratio", self.velocity_loss_ratio, 0.0, 1.0)
         _in_range("mix_ratio", self.mix_ratio, 0.0, 1.0)
         _in_range("cfg_drop_rate", self.cfg_drop_rate, 0.0, 1.0)
-        _in_range("cfg_decay_time", self.cfg_decay_time, 0.0, 1.0, high_open=True)
+        _in_range("cfg_decay_time", self.cfg_decay_time, 0.0, 1.0)  # 1: no decay (the authors' cifar.yaml)
         _in_range("l_init_ratio", self.l_init_ratio, 0.0, 1.0, low_open=True)
         _in_range("l_end_ratio", self.l_end_ratio, 0.0, 1.0, low_open=True)
         if self.p < 0:
@@ -184,7 +184,7 @@ LOSS_PRESETS: dict[str, dict[str, Any]] = {
     "cifar10": dict(
         velocity_loss_ratio=0.0, p=0.75, eps=1e-3,
         time_mean=(-0.9, -4.0, -0.9), time_std=(1.6, 1.6, 1.6),
-        cfg_scale=1.0, cfg_drop_rate=0.0,
+        cfg_scale=1.0, mix_ratio=1.0, cfg_drop_rate=0.0, cfg_decay_time=1.0,  # as in the authors' cifar.yaml
         l_schedule="exponent", l_init_ratio=1.0, l_end_ratio=0.0003125,
     ),
     # 2D toys on CPU (a few thousand steps): the project's own setting. Like the CIFAR-10

@@ -56,7 +56,7 @@ def test_author_spellings_and_yaml(tmp_path):
     (dict(velocity_loss_ratio=1.5), "velocity_loss_ratio"),
     (dict(time_mean=(0.0, 1.0)), "time_mean"),
     (dict(time_std=(1.0, 0.0, 1.0)), "time_std"),
-    (dict(cfg_decay_time=1.0), "cfg_decay_time"),
+    (dict(cfg_decay_time=1.5), "cfg_decay_time"),
     (dict(l_init_ratio=0.0), "l_init_ratio"),
     (dict(cfg_scale=3.0, cfg_drop_rate=0.0), "needs cfg_drop_rate > 0"),
 ])

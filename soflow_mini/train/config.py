@@ -362,6 +362,14 @@ def authors_yaml_overrides(path: str | Path) -> tuple[str, dict[str, Any]]:
     skipped (``AUTHORS_IGNORED_KEYS``); any other key, a missing key or a value that cannot be
     used is a ValueError naming the file and the key."""
     values = _values.read_yaml(path)
+    try:
+        return _authors_overrides(values, path)
+    except ValueError as err:
+        message = str(err)
+        raise ValueError(message if message.startswith(f"{path}") else f"{path}: {message}") from None
+
+
+def _authors_overrides(values: dict[str, Any], path: str | Path) -> tuple[str, dict[str, Any]]:
     loss_fields = [f.name for f in dataclasses.fields(SoFlowConfig)]
     known = list(AUTHORS_RUN_KEYS) + loss_fields
     for key in values:
@@ -396,10 +404,7 @@ def authors_yaml_overrides(path: str | Path) -> tuple[str, dict[str, Any]]:
     for key, dotted in _AUTHORS_FIELDS.items():
         section, _, name = dotted.partition(".")
         overrides[dotted] = _values.coerce(key, values[key], hints[section][name])
-    try:
-        loss = SoFlowConfig.from_dict({k: values[k] for k in loss_fields})
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+    loss = SoFlowConfig.from_dict({k: values[k] for k in loss_fields})
     overrides.update({f"soflow.{k}": v for k, v in loss.to_dict().items()})
     return preset, overrides
 
