@@ -65,9 +65,11 @@ def _build_unet(config: ModelConfig, spec: DataSpec) -> nn.Module:
     C, H, W = spec.shape
     if H != W:
         raise ValueError(f"model.arch 'unet' needs square images, got samples of shape {spec.shape}")
+    if spec.num_classes:
+        raise ValueError("model.arch 'unet' is unconditional (the network of the paper's CIFAR-10 runs); "
+                         "set data.conditional false, or use model.arch dit for class labels")
     sizes = {"model_channels": config.unet_channels, "num_blocks": config.unet_blocks}
-    return SongUNet(img_resolution=H, in_channels=C, out_channels=C, label_dim=spec.num_classes,
-                    **{k: v for k, v in sizes.items() if v is not None})
+    return SongUNet(img_resolution=H, in_channels=C, out_channels=C, **{k: v for k, v in sizes.items() if v is not None})
 
 
 def build_augment(config: DataConfig) -> Callable[..., tuple[Tensor, Tensor]] | None:
@@ -78,11 +80,11 @@ def build_augment(config: DataConfig) -> Callable[..., tuple[Tensor, Tensor]] | 
     if config.augment_p <= 0:
         return None
     try:
-        from ..data.augment import EDMAugment
+        from ..data.augment import GeometricAugment
     except ImportError:
         raise ImportError("data.augment_p > 0 needs soflow_mini.data.augment (EDM's augmentation), "
                           "which this installation lacks") from None
-    return EDMAugment(p=config.augment_p)
+    return GeometricAugment(p=config.augment_p)
 
 
 def build_model(config: RunConfig, spec: DataSpec) -> nn.Module:
