@@ -1,4 +1,4 @@
-"""Training throughput of the cifar10 preset's DiT with bf16 autocast, eager vs torch.compile.
+"""Training throughput of the cifar10-dit preset's DiT with bf16 autocast, eager vs torch.compile.
 
 Runs the real trainer (soflow_mini.train.Trainer: SoFlow loss, AdamW, float64 EMA every 16
 steps) on synthetic CIFAR-shaped data, and prints a Markdown table of images/s (measured
@@ -39,7 +39,7 @@ def run_variant(compile_net: bool, args, device: torch.device) -> dict:
         "train.checkpoint_every": 0, "train.keep_checkpoints": 1, "train.progress": False,
         **args.model_overrides,
     }
-    config = build_config("cifar10", overrides)
+    config = build_config("cifar10-dit", overrides)
     data = synthetic_cifar(max(4 * args.batch_size, 1024))
     torch.manual_seed(0)
     model = build_model(config, data.spec)
@@ -94,7 +94,7 @@ def main() -> None:
     for variant in args.variants.split(","):
         results.append(run_variant(variant.strip() == "compile", args, device))
         print(f"  done: {results[-1]['variant']} in {results[-1]['wall_s']:.0f} s", flush=True)
-    print(f"\nDiT of the cifar10 preset ({results[0]['params']:,} parameters), SoFlow loss, AdamW, "
+    print(f"\nDiT of the cifar10-dit preset ({results[0]['params']:,} parameters), SoFlow loss, AdamW, "
           f"float64 EMA every 16 steps\n")
     print("| variant | img/s | steps/s | peak memory (GiB) | wall time incl. warm-up (s) | last scm_mse |")
     print("|---|---:|---:|---:|---:|---:|")

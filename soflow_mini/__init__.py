@@ -9,7 +9,7 @@ from .baselines import (
     MeanFlow, MeanFlowConfig,
 )
 from .coefficients import SolutionCoefficients, get_coefficients
-from .config import PRESETS, SoFlowConfig
+from .config import LOSS_PRESETS, SoFlowConfig
 from .data import TOY_DATASETS, sample_toy, toy_num_classes
 from .ema import EMA
 from .guidance import guidance_decay, guided_velocity
@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConsistencyConfig", "ConsistencyTraining", "Diffusion", "DiffusionConfig",
     "DIT_SIZES", "DiT", "EMA", "FlowMatching", "FlowMatchingConfig", "GaussianMixture",
-    "GaussianSolutionNet", "MeanFlow", "MeanFlowConfig", "NoisingPath", "PRESETS", "SampleQuality",
+    "GaussianSolutionNet", "LOSS_PRESETS", "MeanFlow", "MeanFlowConfig", "NoisingPath", "SampleQuality",
     "SoFlow", "SoFlowConfig", "SolutionCoefficients", "TOY_DATASETS", "ToyMLP", "build_dit",
     "NoiseBand", "data_floor", "energy_distance", "noise_band", "get_coefficients", "get_path", "guidance_decay",
     "guided_velocity", "integrate", "intermediate_time", "l_ratio", "load_official_dit",

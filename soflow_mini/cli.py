@@ -59,35 +59,78 @@ def parse_overrides(tokens: Sequence[str]) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- train
+_TRAIN_OPTIONS = {"--config": True, "--run-dir": True, "--list-presets": False, "--print-config": False,
+                  "-h": False, "--help": False}  # option -> takes a value
+
+
+def _split_train_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the command's own options and the preset, the --SECTION.FIELD overrides and anything
+    else): an override's value is never taken for the preset."""
+    options, rest, preset_seen, i = [], [], False, 0
+    while i < len(argv):
+        token = argv[i]
+        name = token.partition("=")[0]
+        if name in _TRAIN_OPTIONS:
+            takes_value = _TRAIN_OPTIONS[name] and "=" not in token
+            options.extend(argv[i:i + 1 + takes_value])
+            i += 1 + takes_value
+        elif token.startswith("-"):  # an override (with its value) or an unknown option
+            takes_value = token.startswith("--") and "." in name and "=" not in token and i + 1 < len(argv)
+            takes_value = takes_value and not (argv[i + 1].startswith("--") and "." in argv[i + 1])
+            rest.extend(argv[i:i + 1 + takes_value])
+            i += 1 + takes_value
+        elif not preset_seen:
+            options.append(token)
+            preset_seen, i = True, i + 1
+        else:
+            rest.append(token)
+            i += 1
+    return options, rest
+
+
 def train_main(argv: Sequence[str] | None = None) -> int:
     _plain_warnings()
-    from .train import NonFiniteLoss, PRESETS, build_config, train
+    from .train import NonFiniteLoss, RUN_PRESETS, build_config, from_authors_yaml, train
     from .train.config import SECTIONS
     from .train.distributed import shutdown
 
     parser = _Parser(
         prog="soflow-train",
-        description="Train (or resume) a run from a preset; fields are overridden as --SECTION.FIELD VALUE.",
+        description="Train (or resume) a run from a preset or from one of the authors' YAML configs; "
+                    "fields are overridden as --SECTION.FIELD VALUE.",
         epilog=f"sections: {', '.join(SECTIONS)}; e.g. soflow-train toy-moons --train.steps 500 --train.lr 2e-3",
     )
-    parser.add_argument("preset", nargs="?", help=f"one of: {', '.join(PRESETS)}")
-    parser.add_argument("--run-dir", help="run folder (default runs/PRESET); an existing one is resumed")
+    parser.add_argument("preset", nargs="?", help=f"one of: {', '.join(RUN_PRESETS)}")
+    parser.add_argument("--config", metavar="YAML",
+                        help="an authors' YAML config (their imagenet.yaml or cifar.yaml) instead of a preset")
+    parser.add_argument("--run-dir",
+                        help="run folder (default runs/PRESET or runs/YAML-NAME); an existing one is resumed")
     parser.add_argument("--list-presets", action="store_true", help="print the preset names and exit")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
-    args, rest = parser.parse_known_args(argv)
+    options, rest = _split_train_argv(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(options)
     if args.list_presets:
-        print("\n".join(PRESETS))
+        print("\n".join(RUN_PRESETS))
         return 0
-    if args.preset is None:
-        return _fail(parser.prog, f"a preset is required; choose one of {list(PRESETS)}", USAGE_ERROR)
+    if args.preset is not None and args.config is not None:
+        return _fail(parser.prog, f"give a preset or --config, not both (got {args.preset!r} and {args.config})",
+                     USAGE_ERROR)
+    if args.preset is None and args.config is None:
+        return _fail(parser.prog, f"a preset or --config YAML is required; presets are {list(RUN_PRESETS)}",
+                     USAGE_ERROR)
     try:
-        config = build_config(args.preset, parse_overrides(rest))
-    except ValueError as err:
+        overrides = parse_overrides(rest)
+        if args.config is not None:
+            config = from_authors_yaml(args.config, overrides)
+        else:
+            config = build_config(args.preset, overrides)
+    except (ValueError, FileNotFoundError) as err:
         return _fail(parser.prog, str(err), USAGE_ERROR)
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
-    run_dir = Path(args.run_dir or Path("runs") / config.preset)
+    default_name = Path(args.config).stem if args.config is not None else config.preset
+    run_dir = Path(args.run_dir or Path("runs") / default_name)
     try:
         result = train(config, run_dir)
     except NonFiniteLoss as err:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from soflow_mini import PRESETS, SoFlow, SoFlowConfig, ToyMLP, l_ratio
+from soflow_mini import LOSS_PRESETS, SoFlow, SoFlowConfig, ToyMLP, l_ratio
 from soflow_mini.baselines.flow_matching import SOLVERS
 from soflow_mini.coefficients import COEFFICIENTS
 from soflow_mini.paths import PATHS
@@ -21,7 +21,7 @@ def test_every_choice_builds_and_trains_one_step(path, coefficients, schedule):
     assert torch.isfinite(loss) and set(logs) >= {"loss", "fm_mse", "scm_mse"}
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(LOSS_PRESETS))
 def test_presets_resolve(name):
     config = SoFlowConfig.preset(name)
     assert config.to_dict() == SoFlowConfig(**config.to_dict()).to_dict()
@@ -39,13 +39,12 @@ def test_author_spellings_and_yaml(tmp_path):
     assert (config.noising_type, config.coefficient_type, config.l_schedule) == ("linear", "euler", "exponent")
     assert SoFlowConfig(l_schedule="Constant").l_schedule == "const"
     (tmp_path / "config.yaml").write_text(
-        "model:\n  depth: 12\n  num_classes: 1000\n"
-        "loss:\n  velocity_loss_ratio: 0.5\n  noising_type: Trig\n  coefficient_type: Trig\n"
-        "  time_mean: [-0.2, -1.0, 0.2]\n  l_schedule: Cosine\n  cfg_scale: 2.0\n"
-        "train:\n  lr: 0.0001\n"
+        "model_type: DiT-B-2\nvelocity_loss_ratio: 0.5\nnoising_type: Trig\ncoefficient_type: Triangular\n"
+        "time_mean: [-0.2, -1.0, 0.2]\nl_schedule: Cosine\ncfg_scale: 2.0\nlearning_rate: 0.0001\n"
     )
     config = SoFlowConfig.from_yaml(tmp_path / "config.yaml")
     assert (config.velocity_loss_ratio, config.noising_type, config.l_schedule, config.cfg_scale) == (0.5, "trig", "cosine", 2.0)
+    assert config.coefficient_type == "trig"  # "Triangular", the name in the authors' YAML comments
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -57,14 +56,14 @@ def test_author_spellings_and_yaml(tmp_path):
     (dict(velocity_loss_ratio=1.5), "velocity_loss_ratio"),
     (dict(time_mean=(0.0, 1.0)), "time_mean"),
     (dict(time_std=(1.0, 0.0, 1.0)), "time_std"),
-    (dict(cfg_decay_time=1.0), "cfg_decay_time"),
+    (dict(cfg_decay_time=1.5), "cfg_decay_time"),
     (dict(l_init_ratio=0.0), "l_init_ratio"),
     (dict(cfg_scale=3.0, cfg_drop_rate=0.0), "needs cfg_drop_rate > 0"),
 ])
 def test_bad_config_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SoFlowConfig(**kwargs)
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ValueError, match="unknown loss preset 'imagenet512'; did you mean 'imagenet256'"):
         SoFlowConfig.preset("imagenet512")
 
 

@@ -75,7 +75,7 @@ def test_corrupt_files_name_the_file(tmp_path):
 
 def test_flips_follow_the_generator(tmp_path):
     write_fake_cifar(tmp_path)
-    data = build_data(build_config("cifar10", {"data.root": str(tmp_path)}).data)
+    data = build_data(build_config("cifar10-dit", {"data.root": str(tmp_path)}).data)
     assert isinstance(data, ImageData) and data.spec.shape == (3, 32, 32) and data.spec.num_classes == 0
     index = torch.arange(8)
     x, y = data.batch(index, torch.Generator().manual_seed(0))

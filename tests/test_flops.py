@@ -70,5 +70,5 @@ def test_training_compute_counts_the_soflow_passes():
     assert estimate.total_flops == pytest.approx(forward * 4.5 * 1_201_094 * 256)
     assert estimate.gpu_hours(1e15) == pytest.approx(estimate.total_flops / 1e15 / 3600)
     assert training_compute(build_config("digits")).forward_flops == dit_flops_by_name("DiT-T/2", 8, 1).total
-    with pytest.raises(ValueError, match="DiT runs"):
+    with pytest.raises(ValueError, match="image runs"):
         training_compute(build_config("toy-moons"))

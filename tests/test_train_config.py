@@ -7,7 +7,7 @@ import pytest
 
 from soflow_mini import SoFlowConfig
 from soflow_mini.nets import DIT_SIZES
-from soflow_mini.train import PRESETS, RunConfig, build_config
+from soflow_mini.train import PRESETS, RUN_PRESETS, RunConfig, build_config
 from soflow_mini.train.config import SECTIONS, coerce
 
 
@@ -34,18 +34,29 @@ def test_every_literal_choice_resolves():
 
 
 def test_published_settings():
-    cifar = build_config("cifar10")
+    cifar = build_config("cifar10")  # the paper's CIFAR-10 recipe
     assert cifar.soflow == SoFlowConfig.preset("cifar10")
     train_ = cifar.train
-    assert (train_.lr, train_.betas, train_.batch_size, train_.steps) == (1e-4, (0.9, 0.999), 1024, 800_000)
-    assert (cifar.train.ema_decay, cifar.train.ema_every, cifar.train.ema_dtype) == (0.9999, 16, "float64")
-    assert not cifar.data.conditional and build_config("cifar10-cond").soflow.uses_guidance
+    assert (train_.lr, train_.betas, train_.weight_decay, train_.batch_size, train_.steps) == (
+        1e-4, (0.9, 0.999), 0.0, 1024, 800_000)
+    assert (train_.ema_decay, train_.ema_every, train_.ema_dtype) == (0.9999, 16, "float64")
+    assert (train_.optimizer, train_.tf32, cifar.model.arch) == ("radam", True, "unet")
+    assert (cifar.data.augment_p, cifar.data.hflip, cifar.data.conditional) == (0.12, False, False)
+    dit = build_config("cifar10-dit")
+    assert (dit.model.arch, dit.model.dit_size, dit.train.optimizer, dit.data.augment_p) == ("dit", "DiT-B/2", "adamw", 0)
+    assert dit.soflow == cifar.soflow and dit.train.ema_every == 16
+    cond = build_config("cifar10-cond")
+    assert cond.soflow.uses_guidance and cond.data.conditional and cond.model.dit_size == "DiT-B/2"
     sizes = {"b4": "DiT-B/4", "b2": "DiT-B/2", "m2": "DiT-M/2", "l2": "DiT-L/2", "xl2": "DiT-XL/2"}
     for suffix, size in sizes.items():
         config = build_config(f"imagenet256-{suffix}")
         assert config.soflow == SoFlowConfig.preset("imagenet256")
         assert (config.train.lr, config.train.betas, config.train.batch_size) == (1e-4, (0.9, 0.99), 256)
+        assert (config.train.optimizer, config.train.tf32) == ("adamw", True)
         assert config.model.dit_size == size and config.data.dataset == "latents" and config.data.conditional
+    for name in RUN_PRESETS:  # CPU presets leave TF32 off
+        if name.startswith("toy-") or name == "digits":
+            assert not build_config(name).train.tf32
 
 
 def test_overrides_convert_types():
@@ -86,6 +97,20 @@ def test_bad_values_name_the_field(override, message):
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         build_config("nope")
+    with pytest.raises(ValueError, match="unknown preset 'cifar-10'; did you mean 'cifar10'"):
+        build_config("cifar-10")
+    with pytest.raises(ValueError, match=r"'toy' is a loss preset \(SoFlowConfig.preset\('toy'\)\), not a run preset"):
+        build_config("toy")
+    with pytest.raises(ValueError, match=r"'toy-moons' is a run preset .* not a loss preset; loss presets are"):
+        SoFlowConfig.preset("toy-moons")
+    assert PRESETS is RUN_PRESETS  # the older name, which the book's appendix uses
+
+
+def test_section_messages_name_the_field_once():
+    with pytest.raises(ValueError, match=r"^unknown model.dit_size 'DiT-Z/9'"):
+        build_config("digits", {"model.dit_size": "DiT-Z/9"})
+    with pytest.raises(ValueError, match=r"^soflow: eps must be > 0"):
+        build_config("digits", {"soflow.eps": "0"})
 
 
 def test_coerce_rejects_bool_for_number():

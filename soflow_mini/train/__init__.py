@@ -2,7 +2,9 @@
 presets, a generic trainer, atomic checkpoints, torchrun support."""
 
 from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from .config import PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig, build_config
+from .config import (
+    PRESETS, RUN_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig, build_config, from_authors_yaml,
+)
 from .data import DataSpec, IndexStream, build_data
 from .distributed import DistInfo, init_distributed
 from .run import METHODS, build_model, build_net, export_model, load_model, load_official, sample_kwargs, train
@@ -10,7 +12,7 @@ from .trainer import NonFiniteLoss, Trainer, TrainResult, read_log
 
 __all__ = [
     "DataConfig", "DataSpec", "DistInfo", "IndexStream", "METHODS", "ModelConfig", "NonFiniteLoss", "PRESETS",
-    "RunConfig", "TrainConfig", "TrainResult", "Trainer", "build_config", "build_data", "build_model",
-    "build_net", "export_model", "init_distributed", "latest_checkpoint", "list_checkpoints", "load_checkpoint", "load_model",
-    "load_official", "read_log", "sample_kwargs", "save_checkpoint", "train",
+    "RUN_PRESETS", "RunConfig", "TrainConfig", "TrainResult", "Trainer", "build_config", "build_data", "build_model",
+    "build_net", "export_model", "from_authors_yaml", "init_distributed", "latest_checkpoint", "list_checkpoints",
+    "load_checkpoint", "load_model", "load_official", "read_log", "sample_kwargs", "save_checkpoint", "train",
 ]

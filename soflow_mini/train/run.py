@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-
+from typing import Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..baselines import FlowMatching, MeanFlow
 from ..config import SoFlowConfig
@@ -20,7 +20,7 @@ from ..ema import EMA
 from ..nets import DIT_SIZES, DiT, ToyMLP, load_official_dit
 from ..soflow import SoFlow
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .config import ModelConfig, RunConfig
+from .config import DataConfig, ModelConfig, RunConfig
 from .data import DataSpec, build_data
 from .distributed import init_distributed
 from .trainer import Trainer, TrainResult
@@ -40,7 +40,10 @@ def build_net(config: ModelConfig, spec: DataSpec) -> nn.Module:
             raise ValueError(f"model.arch 'mlp' needs vector data; this data set has samples of shape {spec.shape}")
         return ToyMLP(dim=spec.shape[0], width=config.mlp_width, depth=config.mlp_depth, num_classes=spec.num_classes)
     if len(spec.shape) != 3:
-        raise ValueError(f"model.arch 'dit' needs images (C, H, W); this data set has samples of shape {spec.shape}")
+        raise ValueError(f"model.arch {config.arch!r} needs images (C, H, W); "
+                         f"this data set has samples of shape {spec.shape}")
+    if config.arch == "unet":
+        return _build_unet(config, spec)
     size = DIT_SIZES[config.dit_size]
     pick = lambda name: getattr(config, name) if getattr(config, name) is not None else getattr(size, name)  # noqa: E731
     C, H, W = spec.shape
@@ -50,9 +53,46 @@ def build_net(config: ModelConfig, spec: DataSpec) -> nn.Module:
     )
 
 
+def _build_unet(config: ModelConfig, spec: DataSpec) -> nn.Module:
+    """EDM's SongUNet in the configuration of the paper's CIFAR-10 runs (its constructor's
+    defaults, 6 augmentation labels included), sized for ``spec``; unet_channels and
+    unet_blocks shrink it."""
+    try:
+        from ..nets.unet import SongUNet
+    except ImportError:
+        raise ImportError("model.arch 'unet' needs soflow_mini.nets.unet (SongUNet), "
+                          "which this installation lacks") from None
+    C, H, W = spec.shape
+    if H != W:
+        raise ValueError(f"model.arch 'unet' needs square images, got samples of shape {spec.shape}")
+    if spec.num_classes:
+        raise ValueError("model.arch 'unet' is unconditional (the network of the paper's CIFAR-10 runs); "
+                         "set data.conditional false, or use model.arch dit for class labels")
+    sizes = {"model_channels": config.unet_channels, "num_blocks": config.unet_blocks}
+    return SongUNet(img_resolution=H, in_channels=C, out_channels=C, **{k: v for k, v in sizes.items() if v is not None})
+
+
+def build_augment(config: DataConfig) -> Callable[..., tuple[Tensor, Tensor]] | None:
+    """EDM's geometric augmentation at probability data.augment_p, or None when it is 0.
+
+    The result is called as ``augment(images, generator=g) -> (images, labels (B, 6))``.
+    """
+    if config.augment_p <= 0:
+        return None
+    try:
+        from ..data.augment import GeometricAugment
+    except ImportError:
+        raise ImportError("data.augment_p > 0 needs soflow_mini.data.augment (EDM's augmentation), "
+                          "which this installation lacks") from None
+    return GeometricAugment(p=config.augment_p)
+
+
 def build_model(config: RunConfig, spec: DataSpec) -> nn.Module:
     """SoFlow (or a baseline, by train.method) around the configured network."""
     cls, _ = METHODS[config.train.method]
+    if config.data.augment_p > 0 and config.model.arch != "unet":
+        raise ValueError(f"data.augment_p {config.data.augment_p} needs model.arch 'unet': the augmentation labels "
+                         f"condition the U-Net, and model.arch {config.model.arch!r} takes none")
     return cls(build_net(config.model, spec), getattr(config, config.train.method))
 
 
@@ -75,7 +115,7 @@ def train(config: RunConfig, run_dir: str | Path, *, stop_at: int | None = None)
     from ..evaluation.generate import grid_writer
 
     trainer = Trainer(
-        model, data, config.train, run_dir, device=device, dist_info=info,
+        model, data, config.train, run_dir, device=device, dist_info=info, augment=build_augment(config.data),
         extra_state={"config": config.to_dict(), "data_spec": data.spec.to_dict()},
         sample_kwargs=sample_kwargs(config.train.method, config.train.sample_nfe),
         write_grid=grid_writer(data.spec) if info.is_main else None,
