@@ -65,7 +65,8 @@ def official_state_dict(checkpoint: str | Path | Mapping, *, ema: bool = True) -
         entry = "ema_model" if ema else "model"
         if entry not in checkpoint:
             other = "ema=False for the online weights 'model'" if ema else "ema=True for 'ema_model'"
-            raise ValueError(f"the checkpoint has no '{entry}' entry (keys {sorted(map(str, checkpoint))}); pass {other}")
+            keys = sorted(map(str, checkpoint))
+            raise ValueError(f"the checkpoint has no '{entry}' entry (keys {keys}); pass {other}")
         state = checkpoint[entry]
         if not isinstance(state, Mapping):
             raise ValueError(f"checkpoint['{entry}'] must be a state dict, got {type(state).__name__}")
@@ -136,7 +137,8 @@ def _infer_dit_kwargs(sd: Mapping[str, Tensor], num_heads: int | None, input_siz
             f"final layer predicts {out_features // (patch * patch)} channels for {in_channels} inputs; "
             "SoFlow DiTs have no learned sigma"
         )
-    num_classes = sd["y_embedder.embedding_table.weight"].shape[0] - 1 if "y_embedder.embedding_table.weight" in sd else 0
+    table = sd.get("y_embedder.embedding_table.weight")  # (num_classes + 1, D): the last row is the null class
+    num_classes = 0 if table is None else table.shape[0] - 1
     mlp_ratio = sd["blocks.0.mlp.fc1.weight"].shape[0] / hidden
     if num_heads is None:
         matches = [s for s in DIT_SIZES.values() if (s.patch_size, s.hidden_size, s.depth) == (patch, hidden, depth)]
