@@ -16,7 +16,7 @@ from .guidance import guidance_decay, guided_velocity
 from .metrics import (
     NoiseBand, SampleQuality, data_floor, energy_distance, noise_band, sample_quality, sliced_wasserstein2,
 )
-from .nets import DIT_SIZES, DiT, ToyMLP, build_dit, load_official_dit
+from .nets import DIT_SIZES, DiT, SongUNet, ToyMLP, build_dit, build_unet, load_official, load_official_dit
 from .paths import NoisingPath, get_path
 from .soflow import SoFlow
 from .time_sampling import intermediate_time, l_ratio, logit_normal, sample_consistency_times
@@ -28,9 +28,9 @@ __all__ = [
     "ConsistencyConfig", "ConsistencyTraining", "Diffusion", "DiffusionConfig",
     "DIT_SIZES", "DiT", "EMA", "FlowMatching", "FlowMatchingConfig", "GaussianMixture",
     "GaussianSolutionNet", "LOSS_PRESETS", "MeanFlow", "MeanFlowConfig", "NoisingPath", "SampleQuality",
-    "SoFlow", "SoFlowConfig", "SolutionCoefficients", "TOY_DATASETS", "ToyMLP", "build_dit",
+    "SoFlow", "SoFlowConfig", "SolutionCoefficients", "SongUNet", "TOY_DATASETS", "ToyMLP", "build_dit", "build_unet",
     "NoiseBand", "data_floor", "energy_distance", "noise_band", "get_coefficients", "get_path", "guidance_decay",
-    "guided_velocity", "integrate", "intermediate_time", "l_ratio", "load_official_dit",
+    "guided_velocity", "integrate", "intermediate_time", "l_ratio", "load_official", "load_official_dit",
     "logit_normal", "sample_consistency_times", "sample_quality", "sample_toy",
     "sliced_wasserstein2", "toy_num_classes", "History", "train_toy",
 ]

@@ -156,7 +156,9 @@ def sample_main(argv: Sequence[str] | None = None) -> int:
     parser = _Parser(prog="soflow-sample", description="Draw samples from a trained run or a released checkpoint.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("checkpoint", nargs="?", help="a run folder (its newest checkpoint) or a checkpoint file")
-    source.add_argument("--official", metavar="PATH", help="an authors' released SoFlow DiT checkpoint (ImageNet-256)")
+    source.add_argument("--official", metavar="PATH",
+                        help="a checkpoint of the authors' training code: their CIFAR-10 U-Net (images) "
+                             "or ImageNet-256 DiT (latents, decoded by the SD-VAE)")
     parser.add_argument("--out", required=True, help="output folder: samples.npz and grid.png")
     parser.add_argument("--num-samples", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -182,7 +184,7 @@ def sample_main(argv: Sequence[str] | None = None) -> int:
     try:
         info, device = init_distributed(args.device)
         if args.official:
-            model, spec = load_official(args.official, vae=args.vae)
+            model, spec = load_official(args.official, vae=args.vae, ema=not args.online)
             method = "soflow"
         else:
             model, spec, config, _ = load_model(args.checkpoint, ema=not args.online)

@@ -30,7 +30,9 @@ class SoFlow(nn.Module):
     """SoFlow around a network with the contract ``net(x, t, s, y) -> F`` (shape of x).
 
     ``net.num_classes`` (0 or absent for unconditional nets) fixes the null label used for
-    classifier-free guidance: label ``num_classes`` means "no class".
+    classifier-free guidance: label ``num_classes`` means "no class". A net trained on augmented
+    data also takes ``augment_labels=`` (B, k); the losses pass them to every network call of
+    both terms when given, and sampling leaves them out (no augmentation).
     """
 
     def __init__(self, net: nn.Module, config: SoFlowConfig | None = None):
@@ -42,8 +44,16 @@ class SoFlow(nn.Module):
         self.num_classes = int(getattr(net, "num_classes", 0) or 0)
 
     # ------------------------------------------------------------------ solution function
-    def _solution(self, x_t: Tensor, t: Tensor, s: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:
-        F = self.net(x_t, t, s, y)  # (B, ...)
+    def _net(self, x: Tensor, t: Tensor, s: Tensor, y: Tensor | None, aug: Tensor | None = None) -> Tensor:
+        """F(x, t, s, y); the augmentation labels go in only when given, so nets without them work."""
+        if aug is None:
+            return self.net(x, t, s, y)
+        return self.net(x, t, s, y, augment_labels=aug)
+
+    def _solution(
+        self, x_t: Tensor, t: Tensor, s: Tensor, y: Tensor | None, aug: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        F = self._net(x_t, t, s, y, aug)  # (B, ...)
         return self._combine(x_t, F, t, s), F
 
     def _combine(self, x_t: Tensor, F: Tensor, t: Tensor, s: Tensor) -> Tensor:
@@ -73,13 +83,21 @@ class SoFlow(nn.Module):
 
     # ------------------------------------------------------------------ losses
     def flow_matching_loss(
-        self, x0: Tensor, noise: Tensor, t: Tensor, y: Tensor | None = None, cfg_mask: Tensor | None = None
+        self,
+        x0: Tensor,
+        noise: Tensor,
+        t: Tensor,
+        y: Tensor | None = None,
+        cfg_mask: Tensor | None = None,
+        *,
+        augment_labels: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Adaptive-weighted flow-matching loss at times t (B,); returns (loss, logs)."""
         B = self._check_pair(x0, noise)
         t = _checks.times("t", t, B, x0)
         y, cfg_mask = self._check_labels(y, cfg_mask, B)
-        return self._objective(x0, noise, t, t, t[:0], y, cfg_mask, n_fm=B)
+        aug = _augment_labels(augment_labels, B)
+        return self._objective(x0, noise, t, t, t[:0], y, cfg_mask, aug, n_fm=B)
 
     def consistency_loss(
         self,
@@ -91,6 +109,7 @@ class SoFlow(nn.Module):
         s: Tensor,
         y: Tensor | None = None,
         cfg_mask: Tensor | None = None,
+        augment_labels: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Solution-consistency loss with s <= l < t (each (B,)); returns (loss, logs)."""
         B = self._check_pair(x0, noise)
@@ -100,7 +119,8 @@ class SoFlow(nn.Module):
         _checks.ordered("s", s, "l", l)
         _checks.ordered("l", l, "t", t, strict=True)
         y, cfg_mask = self._check_labels(y, cfg_mask, B)
-        return self._objective(x0, noise, t, s, l, y, cfg_mask, n_fm=0)
+        aug = _augment_labels(augment_labels, B)
+        return self._objective(x0, noise, t, s, l, y, cfg_mask, aug, n_fm=0)
 
     def loss(
         self,
@@ -110,11 +130,16 @@ class SoFlow(nn.Module):
         step: int,
         total_steps: int,
         generator: torch.Generator | None = None,
+        augment_labels: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """One training loss on a batch x0 (B, ...): the first int(ratio * B) samples get the
-        flow-matching term, the rest the consistency term. Returns (loss, logs)."""
+        flow-matching term, the rest the consistency term. Returns (loss, logs).
+
+        ``augment_labels`` (B, k): labels of the augmentation applied to x0, passed to the net.
+        """
         config = self.config
         B = _checks.batch_tensor("x0", x0)
+        aug = _augment_labels(augment_labels, B)
         if y is not None and (self.num_classes == 0 or y.shape != (B,)):
             _checks.labels(y, B, self.num_classes)  # raises with the reason
         n_fm = int(config.velocity_loss_ratio * B)
@@ -129,11 +154,11 @@ class SoFlow(nn.Module):
             cfg_mask = torch.rand(B, device=x0.device, generator=generator) < config.cfg_drop_rate
         t = torch.cat([t_fm, t_c])
         s = torch.cat([t_fm, s_c])
-        return self._objective(x0, noise, t, s, l_c, y, cfg_mask, n_fm=n_fm)
+        return self._objective(x0, noise, t, s, l_c, y, cfg_mask, aug, n_fm=n_fm)
 
     forward = loss
 
-    def _objective(self, x0, noise, t, s, l_c, y, cfg_mask, *, n_fm: int):
+    def _objective(self, x0, noise, t, s, l_c, y, cfg_mask, aug, *, n_fm: int):
         """Shared body of the losses. Rows [:n_fm] get the flow-matching term (s = t there),
         rows [n_fm:] the consistency term with intermediate times l_c."""
         config, coef = self.config, self.coefficients
@@ -151,22 +176,23 @@ class SoFlow(nn.Module):
         # random state as the no-grad pass at (x_l, l, s) below.
         stochastic = n_c > 0 and _has_active_dropout(self.net)
         if stochastic:
-            F_fm = self.net(x_t[fm], t[fm], s[fm], rows(y_in, fm))
+            # (no pass when there are no FM rows, as in the CIFAR-10 recipe)
+            F_fm = self._net(x_t[fm], t[fm], s[fm], rows(y_in, fm), rows(aug, fm)) if n_fm else x_t[:0]
         else:
-            F = self.net(x_t, t, s, y_in)  # (B, ...)
+            F = self._net(x_t, t, s, y_in, aug)  # (B, ...)
             F_fm, F_sc = F[fm], F[sc]
 
         with torch.no_grad():
             u = v_t
             if y is not None and config.uses_guidance:
-                u = self._guided_target(x_t, t, v_t, y, cfg_mask, F_fm.detach(), n_fm)
+                u = self._guided_target(x_t, t, v_t, y, cfg_mask, F_fm.detach(), n_fm, aug)
             if n_c:
                 t_c, s_c = t[sc], s[sc]
                 x_l = x_t[sc] + expand_like(l_c - t_c, x_t) * u[sc]  # Euler step along u
                 with _same_randomness(x0.device, stochastic):
-                    f_l = self._solution(x_l, l_c, s_c, rows(y_in, sc))[0]  # (n_c, ...)
+                    f_l = self._solution(x_l, l_c, s_c, rows(y_in, sc), rows(aug, sc))[0]  # (n_c, ...)
         if stochastic:
-            F_sc = self.net(x_t[sc], t[sc], s[sc], rows(y_in, sc))
+            F_sc = self._net(x_t[sc], t[sc], s[sc], rows(y_in, sc), rows(aug, sc))
 
         logs: dict[str, Tensor] = {}
         total = x0.new_zeros(())
@@ -189,7 +215,7 @@ class SoFlow(nn.Module):
         logs["loss"] = total.detach()
         return total, logs
 
-    def _guided_target(self, x_t, t, v_t, y, cfg_mask, F_fm, n_fm):
+    def _guided_target(self, x_t, t, v_t, y, cfg_mask, F_fm, n_fm, aug=None):
         """Guided velocity target (no gradient) for every row; masked rows keep v_t.
 
         The conditional velocity on FM rows is the gradient pass itself (same input), so one
@@ -202,7 +228,8 @@ class SoFlow(nn.Module):
         null = torch.full_like(y, self.num_classes)
         x_in = torch.cat([x_t, x_t[sc]])
         t_in = torch.cat([t, t[sc]])
-        F = self.net(x_in, t_in, t_in, torch.cat([null, y[sc]]))  # (B + n_c, ...)
+        aug_in = None if aug is None else torch.cat([aug, aug[sc]])
+        F = self._net(x_in, t_in, t_in, torch.cat([null, y[sc]]), aug_in)  # (B + n_c, ...)
         v_all = self._velocity_from_F(x_in, F)
         v_uncond = v_all[:B]
         v_cond = torch.cat([self._velocity_from_F(x_t[:n_fm], F_fm), v_all[B:]])
@@ -252,6 +279,13 @@ class SoFlow(nn.Module):
         if cfg_mask is not None and y is None:
             raise ValueError("cfg_mask needs labels y: it marks which labels are dropped")
         return y, cfg_mask
+
+
+def _augment_labels(aug: Tensor | None, B: int) -> Tensor | None:
+    if aug is not None and (not isinstance(aug, Tensor) or aug.dim() != 2 or aug.shape[0] != B):
+        got = tuple(aug.shape) if isinstance(aug, Tensor) else type(aug).__name__
+        raise ValueError(f"augment_labels must be a tensor of shape (B, k) with B = {B}, got {got}")
+    return aug
 
 
 def _has_active_dropout(net: nn.Module) -> bool:

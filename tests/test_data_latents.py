@@ -142,19 +142,31 @@ def test_train_and_sample_on_latents(tmp_path, image_dir, vae_dir):
 
 
 def test_sample_from_a_released_checkpoint(tmp_path, vae_dir):
-    """A checkpoint in the authors' key layout (s_embedder, stored pos_embed, EMA entry)."""
+    """A file in the authors' format (their Soflow module's state dicts, keys network.*, the DiT
+    with s_embedder and a stored pos_embed): samples are f(x1, 1, 0) = x1 - F(x1, 1, 0) of the
+    EMA network, decoded by the VAE."""
     from soflow_mini.nets import build_dit
+    from soflow_mini.train.data import derive_seed
 
     torch.manual_seed(1)
-    net = build_dit("DiT-T/4", input_size=16, in_channels=4, num_classes=2)
+    net = build_dit("DiT-T/4", input_size=16, in_channels=4, num_classes=2).eval()
     for p in net.final_layer.parameters():  # a fresh DiT outputs 0; give it an output
         torch.nn.init.normal_(p, std=0.02)
     weights = {k.replace("gap_embedder.", "s_embedder."): v for k, v in net.state_dict().items()}
     weights["pos_embed"] = net.pos_embed.clone()
-    torch.save({"ema": weights, "model": {}}, tmp_path / "released.pth")
+    ema = {"network." + k: v for k, v in weights.items()}
+    online = {k: torch.zeros_like(v) for k, v in ema.items()}
+    torch.save({"model": online, "ema_model": ema, "optimizer": {"state": {}, "param_groups": []},
+                "finished_steps": 400000, "finished_epochs": 80}, tmp_path / "released.pth")
     out = tmp_path / "samples"
     assert main(["sample", "--official", str(tmp_path / "released.pth"), "--vae", str(vae_dir), "--out", str(out),
-                 "--num-samples", "3", "--nfe", "2", "--labels", "1", "--no-progress"]) == 0
+                 "--num-samples", "3", "--nfe", "1", "--labels", "1", "--device", "cpu", "--no-progress"]) == 0
+    x1 = torch.randn((3, 4, 16, 16), generator=torch.Generator().manual_seed(derive_seed(0, 0)))
+    y = torch.ones(3, dtype=torch.long)
+    with torch.no_grad():
+        x0 = x1 - net(x1, torch.ones(3), torch.zeros(3), y)
+        images = ((load_vae(vae_dir).decode(x0 / LATENT_SCALE).sample + 1) * 127.5).round().clamp(0, 255)
     with np.load(out / "samples.npz") as npz:
         assert npz["arr_0"].shape == (3, SIZE, SIZE, 3) and npz["arr_1"].tolist() == [1, 1, 1]
+        assert np.array_equal(npz["arr_0"], images.to(torch.uint8).permute(0, 2, 3, 1).numpy())
         assert npz["arr_0"].std() > 0

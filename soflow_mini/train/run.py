@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from ..baselines import FlowMatching, MeanFlow
 from ..config import SoFlowConfig
 from ..ema import EMA
-from ..nets import DIT_SIZES, DiT, ToyMLP, load_official_dit
+from ..nets import DIT_SIZES, DiT, SongUNet, ToyMLP
+from ..nets import load_official as load_official_network
 from ..soflow import SoFlow
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import DataConfig, ModelConfig, RunConfig
@@ -199,11 +200,17 @@ def export_model(source: str | Path, out: str | Path, *, dtype: str = "float32")
     return save_checkpoint(exported, out)
 
 
-def load_official(path: str | Path, *, vae: str | None = None) -> tuple[nn.Module, DataSpec]:
-    """An authors' released SoFlow DiT (ImageNet-256 latents) as a SoFlow model and its spec."""
+def load_official(path: str | Path, *, vae: str | None = None, ema: bool = True) -> tuple[nn.Module, DataSpec]:
+    """An authors' SoFlow checkpoint as a SoFlow model (eval mode) and the spec of its samples:
+    their U-Net gives CIFAR-10 images (3, 32, 32), unconditional; their DiTs give ImageNet-256
+    latents (4, 32, 32), decoded by the SD-VAE ``vae``. ``ema`` picks their EMA weights."""
     from ..data.latents import DEFAULT_VAE, LATENT_SCALE
 
-    net = load_official_dit(path)
+    net = load_official_network(path, ema=ema)
+    if isinstance(net, SongUNet):
+        R = net.img_resolution
+        spec = DataSpec("image", (net.in_channels, R, R), 0)
+        return SoFlow(net, SoFlowConfig.preset("cifar10")).eval(), spec
     spec = DataSpec("latent", (net.in_channels, *net.input_size), net.num_classes,
                     vae=vae or DEFAULT_VAE, latent_scale=LATENT_SCALE)
     return SoFlow(net, SoFlowConfig.preset("imagenet256")).eval(), spec
