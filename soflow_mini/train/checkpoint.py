@@ -71,7 +71,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def _first_sentence(err: Exception, limit: int = 100) -> str:
+def _first_sentence(err: Exception, limit: int = 90) -> str:
     """The start of an exception's message, one line of at most ``limit`` characters."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     text = text.split(". ")[0].rstrip(".")
@@ -105,7 +105,7 @@ def latest_checkpoint(run_dir: str | Path, map_location: str | torch.device = "c
         return found
     if errors:
         more = f" (and {len(errors) - 1} older ones)" if len(errors) > 1 else ""
-        raise ValueError(f"no checkpoint of {run_dir} loads: {errors[0]}{more}")
+        raise ValueError(f"{errors[0]}{more}")
     return None
 
 

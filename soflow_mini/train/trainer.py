@@ -107,8 +107,8 @@ class Trainer:
         try:
             found = latest_checkpoint(self.run_dir, map_location=self.device)
         except ValueError as err:  # checkpoints exist, none loads: never restart silently
-            raise ValueError(f"{err}; nothing was changed: to start the run again from step 0, pass --restart "
-                             f"(restart=True; the old files move to {self.run_dir}/previous-N)") from None
+            raise ValueError(f"cannot resume: {err}; nothing was changed: --restart (restart=True) starts again "
+                             "from step 0 and moves the old files to RUN_DIR/previous-N") from None
         if found is not None:
             self._load(*found)
         self.wrapped = self.model
