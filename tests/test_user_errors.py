@@ -233,9 +233,9 @@ def test_finished_run_says_so_and_resume_line_shows_without_progress(tmp_path, f
     assert_one_line(err, "already finished at step 4")
     assert snapshot(finished_run) == before
     run = tmp_path / "run"
-    assert main(["train", "toy-moons", "--run-dir", str(run), *SMALL[:-6], "--train.steps", "2",
-                 "--train.progress", "false", "--train.device", "cpu"]) == 0
-    code, err = run_cli(["train", "toy-moons", "--run-dir", str(run), *SMALL], capsys)
+    assert main(["train", "toy-moons", "--run-dir", str(run), *SMALL, "--train.steps", "2"]) == 0
+    with pytest.warns(UserWarning, match="other values of train.steps; using the new ones"):
+        code, err = run_cli(["train", "toy-moons", "--run-dir", str(run), *SMALL], capsys)
     assert code == 0 and "resuming from" in err and "step 2" in err
 
 
