@@ -9,6 +9,10 @@ to the state at time s <= t along the probability-flow ODE.
 Training mixes a flow-matching term on the velocity with a solution-consistency term that
 compares f at (x_t, t) and at a point x_l one Euler step closer along the conditional
 velocity; no Jacobian-vector product is needed.
+
+Times: a method with one time takes it by position or keyword (``velocity(x_t, t)``); a
+method with two or more takes them by keyword only (``solution(x_t, t=t, s=s)``), so they
+cannot be swapped. A time is a float (the same for every sample) or a (B,) tensor.
 """
 
 from __future__ import annotations
@@ -29,13 +33,25 @@ from .time_sampling import intermediate_time, l_ratio, logit_normal, sample_cons
 class SoFlow(nn.Module):
     """SoFlow around a network with the contract ``net(x, t, s, y) -> F`` (shape of x).
 
-    ``net.num_classes`` (0 or absent for unconditional nets) fixes the null label used for
-    classifier-free guidance: label ``num_classes`` means "no class". A net trained on augmented
-    data also takes ``augment_labels=`` (B, k); the losses pass them to every network call of
-    both terms when given, and sampling leaves them out (no augmentation).
+    The network takes x (B, ...), times t and s (B,) and labels y (B,) or None, and returns
+    F with the shape of x. ``net.num_classes`` is the number of classes K of a conditional
+    net (0 or absent: unconditional); labels run 0..K-1, and y=None asks for the
+    unconditional prediction (the null class K of classifier-free guidance, which the
+    losses also use through cfg_mask; passing K as a label is refused). A net trained on augmented data also takes
+    ``augment_labels=`` (B, k); the losses pass them to every network call of both terms when
+    given, and sampling leaves them out (no augmentation).
+
+    Example::
+
+        model = SoFlow(ToyMLP(), SoFlowConfig.preset("toy"))
+        loss, logs = model.loss(x0, step=step, total_steps=2000)   # x0 (B, 2)
+        x = model.sample(torch.randn(1000, 2), nfe=1)              # one network evaluation
+        f = model.solution(x_t, t=0.8, s=0.2)                      # f(x_t, t, s)
     """
 
     def __init__(self, net: nn.Module, config: SoFlowConfig | None = None):
+        """Wrap ``net`` (contract above) with the loss settings ``config`` (default SoFlowConfig())."""
+        _checks.network(net, owner="SoFlow")
         super().__init__()
         self.net = net
         self.config = config if config is not None else SoFlowConfig()
@@ -45,10 +61,9 @@ class SoFlow(nn.Module):
 
     # ------------------------------------------------------------------ solution function
     def _net(self, x: Tensor, t: Tensor, s: Tensor, y: Tensor | None, aug: Tensor | None = None) -> Tensor:
-        """F(x, t, s, y); the augmentation labels go in only when given, so nets without them work."""
-        if aug is None:
-            return self.net(x, t, s, y)
-        return self.net(x, t, s, y, augment_labels=aug)
+        """F(x, t, s, y), checked to have the shape of x; the augmentation labels go in only when given, so nets without them work."""
+        F = self.net(x, t, s, y) if aug is None else self.net(x, t, s, y, augment_labels=aug)
+        return _checks.output("net", F, x)
 
     def _solution(
         self, x_t: Tensor, t: Tensor, s: Tensor, y: Tensor | None, aug: Tensor | None = None
@@ -79,7 +94,7 @@ class SoFlow(nn.Module):
         B = _checks.batch_tensor("x_t", x_t)
         t = _checks.times("t", t, B, x_t)
         y = _checks.labels(y, B, self.num_classes)
-        return self._velocity_from_F(x_t, self.net(x_t, t, t, y))
+        return self._velocity_from_F(x_t, self._net(x_t, t, t, y))
 
     # ------------------------------------------------------------------ losses
     def flow_matching_loss(
@@ -132,16 +147,17 @@ class SoFlow(nn.Module):
         generator: torch.Generator | None = None,
         augment_labels: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """One training loss on a batch x0 (B, ...): the first int(ratio * B) samples get the
-        flow-matching term, the rest the consistency term. Returns (loss, logs).
+        """One training loss on a batch x0 (B, ...) with labels y (B,) or None, at training step
+        ``step`` of ``total_steps`` (they set the consistency schedule r(k, K)): the first
+        int(ratio * B) samples get the flow-matching term, the rest the consistency term.
+        Returns (loss, logs). Labels are checked (one device synchronisation when given).
 
         ``augment_labels`` (B, k): labels of the augmentation applied to x0, passed to the net.
         """
         config = self.config
         B = _checks.batch_tensor("x0", x0)
         aug = _augment_labels(augment_labels, B)
-        if y is not None and (self.num_classes == 0 or y.shape != (B,)):
-            _checks.labels(y, B, self.num_classes)  # raises with the reason
+        y = _checks.labels(y, B, self.num_classes)
         n_fm = int(config.velocity_loss_ratio * B)
         draw = dict(device=x0.device, dtype=x0.dtype, generator=generator)
         noise = torch.randn(x0.shape, **draw)
@@ -156,7 +172,25 @@ class SoFlow(nn.Module):
         s = torch.cat([t_fm, s_c])
         return self._objective(x0, noise, t, s, l_c, y, cfg_mask, aug, n_fm=n_fm)
 
-    forward = loss
+    def forward(
+        self,
+        x0: Tensor,
+        y: Tensor | None = None,
+        *,
+        step: int | None = None,
+        total_steps: int | None = None,
+        generator: torch.Generator | None = None,
+        augment_labels: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``model(x0, y, step=, total_steps=)`` is the training loss (``loss``), so DDP and
+        the trainer can call the module; to generate, call ``sample(noise)``."""
+        if step is None or total_steps is None:
+            raise ValueError(
+                "SoFlow's forward is its training loss: call model(x0, y, step=k, total_steps=K) "
+                "(or model.loss); to generate samples call model.sample(noise, nfe=1)"
+            )
+        return self.loss(x0, y, step=step, total_steps=total_steps, generator=generator,
+                         augment_labels=augment_labels)
 
     def _objective(self, x0, noise, t, s, l_c, y, cfg_mask, aug, *, n_fm: int):
         """Shared body of the losses. Rows [:n_fm] get the flow-matching term (s = t there),
@@ -243,17 +277,19 @@ class SoFlow(nn.Module):
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
+    @_checks.in_eval_mode
     def sample(
         self, noise: Tensor, y: Tensor | None = None, *, nfe: int = 1, generator: torch.Generator | None = None
     ) -> Tensor:
         """Map noise (B, ...) to data in ``nfe`` network evaluations.
 
         Step i jumps from t_i = 1 - i / nfe straight to 0, then re-noises the estimate to
-        t_{i+1} with fresh Gaussian noise; the last jump's estimate is returned.
+        t_{i+1} with fresh Gaussian noise; the last jump's estimate is returned. Runs in eval
+        mode and gives the module back in the mode it found.
         """
         B = _checks.batch_tensor("noise", noise)
         y = _checks.labels(y, B, self.num_classes)
-        if not isinstance(nfe, int) or nfe < 1:
+        if not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < 1:
             raise ValueError(f"nfe must be a positive integer, got {nfe!r}")
         x = noise
         zeros = noise.new_zeros(B)

@@ -113,7 +113,7 @@ def model():
     (lambda m: m.solution(torch.randn(4), t=0.5, s=0.0), "x_t must have at least 2 dimensions"),
     (lambda m: m.solution(torch.randint(0, 3, (4, 2)), t=0.5, s=0.0), "x_t must be a floating"),
     (lambda m: m.velocity(torch.randn(4, 2), torch.full((4,), float("nan"))), "t must lie in"),
-    (lambda m: m.velocity(torch.randn(4, 2), 0.5, torch.tensor([0, 1, 4, 2])), r"y must lie in \[0, 3\]"),
+    (lambda m: m.velocity(torch.randn(4, 2), 0.5, torch.tensor([0, 1, 4, 2])), r"y must hold class labels in \[0, 2\], got values in \[0, 4\]"),
     (lambda m: m.velocity(torch.randn(4, 2), 0.5, torch.tensor([0, 1])), r"y must be an integer tensor of shape \(4,\)"),
     (lambda m: m.velocity(torch.randn(4, 2), 0.5, torch.rand(4)), "integer class labels"),
     (lambda m: m.flow_matching_loss(torch.randn(4, 2), torch.randn(5, 2), torch.rand(4)), "noise must have the shape of x0"),

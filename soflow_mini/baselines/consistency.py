@@ -129,9 +129,20 @@ def pair_probabilities(sigmas: Tensor, p_mean: float, p_std: float) -> Tensor:
 
 # ---------------------------------------------------------------------------- the model
 class ConsistencyTraining(nn.Module):
-    """Consistency model trained from data alone (no teacher) on the contract net(x, t, 0, y)."""
+    """Consistency model trained from data alone (no teacher) on the contract
+    ``net(x, t, s, y) -> F`` (shape of x), evaluated at s = 0. Labels run
+    0..net.num_classes - 1; y=None is the unconditional prediction.
+
+    Example::
+
+        model = ConsistencyTraining(ToyMLP())
+        loss, logs = model.loss(x0, step=step, total_steps=2000)   # x0 (B, 2)
+        x = model.sample(torch.randn(1000, 2), nfe=2)
+    """
 
     def __init__(self, net: nn.Module, config: ConsistencyConfig | None = None):
+        """Wrap ``net`` with the training settings ``config`` (default ConsistencyConfig())."""
+        _checks.network(net, owner="ConsistencyTraining")
         super().__init__()
         self.net = net
         self.config = config if config is not None else ConsistencyConfig()
@@ -143,9 +154,10 @@ class ConsistencyTraining(nn.Module):
         zeros = torch.zeros_like(t)
         a = expand_like(self.coefficients.a(t, zeros), x_t)
         b = expand_like(self.coefficients.b(t, zeros), x_t)
-        return a * x_t + b * self.net(x_t, t, zeros, y)  # (B, ...)
+        F = _checks.output("net", self.net(x_t, t, zeros, y), x_t)  # (B, ...)
+        return a * x_t + b * F  # (B, ...)
 
-    def consistency_function(self, x_t: Tensor, *, t: Tensor | float, y: Tensor | None = None) -> Tensor:
+    def consistency_function(self, x_t: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
         """f_theta(x_t, t): the estimate at t = 0 of the trajectory through x_t (B, ...); t (B,)."""
         B = _checks.batch_tensor("x_t", x_t)
         t = _checks.times("t", t, B, x_t)
@@ -205,9 +217,21 @@ class ConsistencyTraining(nn.Module):
         logs["num_scales"] = torch.tensor(float(n))
         return loss, logs
 
-    forward = loss
+    def forward(
+        self, x0: Tensor, y: Tensor | None = None, *, step: int | None = None, total_steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``model(x0, y, step=, total_steps=)`` is the training loss (``loss``); to generate,
+        call ``sample(noise)``."""
+        if step is None or total_steps is None:
+            raise ValueError(
+                "ConsistencyTraining's forward is its training loss: call model(x0, y, step=k, total_steps=K) "
+                "(or model.loss); to generate samples call model.sample(noise, nfe=1)"
+            )
+        return self.loss(x0, y, step=step, total_steps=total_steps, generator=generator)
 
     @torch.no_grad()
+    @_checks.in_eval_mode
     def sample(
         self, noise: Tensor, y: Tensor | None = None, *, nfe: int = 1, generator: torch.Generator | None = None
     ) -> Tensor:

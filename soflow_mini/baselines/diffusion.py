@@ -180,21 +180,36 @@ class DiffusionConfig:
 
 
 class Diffusion(nn.Module):
-    """Noise-prediction diffusion model: net(x_t, t, t, y) regresses the noise x1 (DDPM's eps)."""
+    """Noise-prediction diffusion model on the contract ``net(x, t, s, y) -> F`` (shape of x),
+    evaluated at s = t: F regresses the noise x1 (DDPM's eps). Labels run
+    0..net.num_classes - 1; y=None is the unconditional prediction.
+
+    Example::
+
+        model = Diffusion(ToyMLP())
+        loss, logs = model.loss(x0)                                  # x0 (B, 2)
+        x = model.sample(torch.randn(1000, 2), steps=50, eta=0.0)    # DDIM
+    """
 
     def __init__(self, net: nn.Module, config: DiffusionConfig | None = None):
+        """Wrap ``net`` with the training settings ``config`` (default DiffusionConfig())."""
+        _checks.network(net, owner="Diffusion")
         super().__init__()
         self.net = net
         self.config = config if config is not None else DiffusionConfig()
         self.path = VPPath(self.config.rate_min, self.config.rate_max)
         self.num_classes = int(getattr(net, "num_classes", 0) or 0)
 
+    def _F(self, x_t: Tensor, t: Tensor, s: Tensor, y: Tensor | None) -> Tensor:
+        """The network output, checked to have the shape of x_t."""
+        return _checks.output("net", self.net(x_t, t, s, y), x_t)  # (B, ...)
+
     def eps(self, x_t: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
         """Predicted noise eps_theta(x_t, t); shape of x_t."""
         B = _checks.batch_tensor("x_t", x_t)
         t = _checks.times("t", t, B, x_t)
         y = _checks.labels(y, B, self.num_classes)
-        return self.net(x_t, t, t, y)
+        return self._F(x_t, t, t, y)
 
     def predict(self, x_t: Tensor, t: Tensor | float, y: Tensor | None = None, *, kind: Parameterization = "velocity") -> Tensor:
         """The network's prediction in any parameterization; "velocity" is the PF-ODE drift."""
@@ -209,6 +224,7 @@ class Diffusion(nn.Module):
         """Mean squared error between eps_theta(x_t, t) and the noise; t ~ U(t_min, 1). Step
         arguments are unused (same signature as the other models, for ``train_toy``)."""
         B = _checks.batch_tensor("x0", x0)
+        y = _checks.labels(y, B, self.num_classes)
         draw = dict(device=x0.device, dtype=x0.dtype, generator=generator)
         noise = torch.randn(x0.shape, **draw)
         t = self.config.t_min + (1 - self.config.t_min) * torch.rand(B, **draw)
@@ -216,13 +232,14 @@ class Diffusion(nn.Module):
             drop = torch.rand(B, device=x0.device, generator=generator) < self.config.cfg_drop_rate
             y = torch.where(drop, torch.full_like(y, self.num_classes), y)
         x_t, _ = self.path.interpolate(x0, noise, t)
-        mse = (self.net(x_t, t, t, y) - noise).flatten(1).pow(2).mean(1)  # (B,)
+        mse = (self._F(x_t, t, t, y) - noise).flatten(1).pow(2).mean(1)  # (B,)
         loss = mse.mean()
         return loss, {"loss": loss.detach(), "eps_mse": loss.detach()}
 
     forward = loss
 
     @torch.no_grad()
+    @_checks.in_eval_mode
     def sample(
         self, noise: Tensor, y: Tensor | None = None, *, steps: int = 50, eta: float = 0.0,
         clip_x0: float | None = None, generator: torch.Generator | None = None,
@@ -250,7 +267,7 @@ class Diffusion(nn.Module):
         x = noise
         for t_now, t_next in zip(grid[:-1], grid[1:]):
             t = noise.new_full((B,), t_now)
-            eps = self.net(x, t, t, y)  # (B, ...)
+            eps = self._F(x, t, t, y)  # (B, ...)
             x0 = from_eps("x0", eps, x, t, self.path)  # (B, ...)
             if clip_x0 is not None:
                 x0 = x0.clamp(-clip_x0, clip_x0)

@@ -52,19 +52,36 @@ class FlowMatchingConfig:
 
 
 class FlowMatching(nn.Module):
+    """Flow matching on the network contract ``net(x, t, s, y) -> F`` (shape of x), read at
+    s = t as the velocity v_theta(x_t, t). Labels run 0..net.num_classes - 1; y=None is the
+    unconditional prediction.
+
+    Example::
+
+        model = FlowMatching(ToyMLP())
+        loss, logs = model.loss(x0)                            # x0 (B, 2)
+        x = model.sample(torch.randn(1000, 2), steps=100)      # Euler, 100 evaluations
+    """
+
     def __init__(self, net: nn.Module, config: FlowMatchingConfig | None = None):
+        """Wrap ``net`` with the training settings ``config`` (default FlowMatchingConfig())."""
+        _checks.network(net, owner="FlowMatching")
         super().__init__()
         self.net = net
         self.config = config if config is not None else FlowMatchingConfig()
         self.path = get_path(self.config.noising_type)
         self.num_classes = int(getattr(net, "num_classes", 0) or 0)
 
+    def _F(self, x_t: Tensor, t: Tensor, s: Tensor, y: Tensor | None) -> Tensor:
+        """The network output, checked to have the shape of x_t."""
+        return _checks.output("net", self.net(x_t, t, s, y), x_t)  # (B, ...)
+
     def velocity(self, x_t: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
         """v_theta(x_t, t); t (B,) or a float."""
         B = _checks.batch_tensor("x_t", x_t)
         t = _checks.times("t", t, B, x_t)
         y = _checks.labels(y, B, self.num_classes)
-        return self.net(x_t, t, t, y)
+        return self._F(x_t, t, t, y)
 
     def loss(
         self, x0: Tensor, y: Tensor | None = None, *, step: int = 0, total_steps: int = 1,
@@ -72,6 +89,7 @@ class FlowMatching(nn.Module):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Mean squared error between v_theta(x_t, t) and v_t; step arguments are unused."""
         B = _checks.batch_tensor("x0", x0)
+        y = _checks.labels(y, B, self.num_classes)
         draw = dict(device=x0.device, dtype=x0.dtype, generator=generator)
         noise = torch.randn(x0.shape, **draw)
         t = logit_normal(B, self.config.time_mean, self.config.time_std, **draw)
@@ -79,7 +97,7 @@ class FlowMatching(nn.Module):
             drop = torch.rand(B, device=x0.device, generator=generator) < self.config.cfg_drop_rate
             y = torch.where(drop, torch.full_like(y, self.num_classes), y)
         x_t, v_t = self.path.interpolate(x0, noise, t)
-        mse = (self.net(x_t, t, t, y) - v_t).flatten(1).pow(2).mean(1)  # (B,)
+        mse = (self._F(x_t, t, t, y) - v_t).flatten(1).pow(2).mean(1)  # (B,)
         loss = mse.mean()
         return loss, {"loss": loss.detach(), "fm_mse": loss.detach()}
 
@@ -87,13 +105,15 @@ class FlowMatching(nn.Module):
 
     def _guided_velocity(self, x: Tensor, t: Tensor, y: Tensor | None, cfg_scale: float) -> Tensor:
         if y is None or cfg_scale == 1.0:
-            return self.net(x, t, t, y)
+            return self._F(x, t, t, y)
         # Inference-time guidance: conditional and unconditional passes in one batch.
         null = torch.full_like(y, self.num_classes)
-        v_c, v_u = self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+        x2 = torch.cat([x, x])  # (2B, ...)
+        v_c, v_u = self._F(x2, torch.cat([t, t]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
         return v_u + cfg_scale * (v_c - v_u)
 
     @torch.no_grad()
+    @_checks.in_eval_mode
     def sample(
         self, noise: Tensor, y: Tensor | None = None, *, steps: int = 100, solver: Solver = "euler",
         cfg_scale: float = 1.0, grid_power: float = 1.0,

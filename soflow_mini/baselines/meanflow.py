@@ -79,12 +79,29 @@ def _jvp_context(device: torch.device):
 
 
 class MeanFlow(nn.Module):
+    """MeanFlow on the network contract ``net(x, t, r, y) -> u`` (shape of x): the average
+    velocity over [r, t], trained with one Jacobian-vector product per step. Labels run
+    0..net.num_classes - 1; y=None is the unconditional prediction.
+
+    Example::
+
+        model = MeanFlow(ToyMLP())
+        loss, logs = model.loss(x0)                        # x0 (B, 2)
+        x = model.sample(torch.randn(1000, 2), nfe=1)      # one network evaluation
+    """
+
     def __init__(self, net: nn.Module, config: MeanFlowConfig | None = None):
+        """Wrap ``net`` with the training settings ``config`` (default MeanFlowConfig())."""
+        _checks.network(net, owner="MeanFlow")
         super().__init__()
         self.net = net
         self.config = config if config is not None else MeanFlowConfig()
         self.path = get_path("linear")
         self.num_classes = int(getattr(net, "num_classes", 0) or 0)
+
+    def _F(self, x_t: Tensor, t: Tensor, s: Tensor, y: Tensor | None) -> Tensor:
+        """The network output, checked to have the shape of x_t."""
+        return _checks.output("net", self.net(x_t, t, s, y), x_t)  # (B, ...)
 
     def sample_times(self, n: int, **draw) -> tuple[Tensor, Tensor]:
         """(t, r) with r <= t; a fraction r_equals_t of the pairs has r = t."""
@@ -101,7 +118,7 @@ class MeanFlow(nn.Module):
         target v - (t - r) du/dt from one JVP."""
 
         def u_fn(z: Tensor, t_: Tensor, r_: Tensor) -> Tensor:
-            return self.net(z, t_, r_, y)
+            return self._F(z, t_, r_, y)
 
         primals, tangents = (z_t, t, r), (v_t, torch.ones_like(t), torch.zeros_like(r))
         gap = (t - r).reshape(-1, *([1] * (z_t.dim() - 1)))
@@ -122,6 +139,7 @@ class MeanFlow(nn.Module):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Adaptive-weighted MeanFlow loss; step arguments are unused."""
         B = _checks.batch_tensor("x0", x0)
+        y = _checks.labels(y, B, self.num_classes)
         draw = dict(device=x0.device, dtype=x0.dtype, generator=generator)
         noise = torch.randn(x0.shape, **draw)
         t, r = self.sample_times(B, **draw)
@@ -135,6 +153,7 @@ class MeanFlow(nn.Module):
     forward = loss
 
     @torch.no_grad()
+    @_checks.in_eval_mode
     def sample(self, noise: Tensor, y: Tensor | None = None, *, nfe: int = 1) -> Tensor:
         """z_r = z_t - (t - r) u(z_t, r, t) on a uniform grid from 1 to 0 in ``nfe`` steps."""
         B = _checks.batch_tensor("noise", noise)
@@ -144,5 +163,5 @@ class MeanFlow(nn.Module):
         z = noise
         grid = torch.linspace(1.0, 0.0, nfe + 1, device=noise.device, dtype=noise.dtype)
         for t_now, t_next in zip(grid[:-1], grid[1:]):
-            z = z - (t_now - t_next) * self.net(z, t_now.expand(B), t_next.expand(B), y)
+            z = z - (t_now - t_next) * self._F(z, t_now.expand(B), t_next.expand(B), y)
         return z

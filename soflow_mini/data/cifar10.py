@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from urllib.error import URLError
 
 import numpy as np
 
@@ -48,7 +49,13 @@ def load_cifar10(root: str | Path, *, train: bool = True, download: bool = False
     if missing and download:
         from torchvision.datasets import CIFAR10
 
-        CIFAR10(str(root), train=train, download=True)
+        try:
+            CIFAR10(str(root), train=train, download=True)
+        except (URLError, ConnectionError, TimeoutError) as err:  # HTTPError is a URLError
+            raise FileNotFoundError(
+                f"could not download CIFAR-10 from {CIFAR10.url} ({getattr(err, 'reason', err)}); "
+                f"put a copy of {CIFAR10_FOLDER} in {root} (or point data.root at it) and set data.download false"
+            ) from None
         missing = [name for name in files if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from urllib.error import URLError
 from typing import Callable
 
 import numpy as np
@@ -25,6 +26,12 @@ from tqdm.auto import tqdm
 FeatureFn = Callable[[Tensor], tuple[Tensor, Tensor | None]]
 
 INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases (v0.2.0)"
+
+
+class DownloadError(OSError):
+    """A file the command needs could not be downloaded; the message names it, its source and
+    the option that takes a local copy."""
 
 
 def inception_features(weights_path: str | Path | None = None, device: str | torch.device = "cpu") -> FeatureFn:
@@ -35,10 +42,16 @@ def inception_features(weights_path: str | Path | None = None, device: str | tor
         raise ImportError("FID needs torch-fidelity: pip install 'soflow-mini[fid]'") from err
     if weights_path is not None and not Path(weights_path).is_file():
         raise FileNotFoundError(f"Inception weights not found: {weights_path}")
-    net = FeatureExtractorInceptionV3(
-        "inception-v3-compat", ["2048", "logits_unbiased"],
-        feature_extractor_weights_path=None if weights_path is None else str(weights_path),
-    ).to(device)
+    try:
+        net = FeatureExtractorInceptionV3(
+            "inception-v3-compat", ["2048", "logits_unbiased"],
+            feature_extractor_weights_path=None if weights_path is None else str(weights_path),
+        ).to(device)
+    except (URLError, ConnectionError, TimeoutError) as err:  # HTTPError is a URLError
+        raise DownloadError(
+            f"could not download the Inception weights {INCEPTION_WEIGHTS} from {INCEPTION_URL} "
+            f"({getattr(err, 'reason', err)}); pass a local copy with --inception-weights PATH"
+        ) from None
 
     def features(images: Tensor) -> tuple[Tensor, Tensor]:
         pool, logits = net(images.to(device))
@@ -113,6 +126,7 @@ def load_reference(path: str | Path, feature_fn: FeatureFn | None = None, **kw) 
 
 
 def save_reference(path: str | Path, stats: dict[str, np.ndarray]) -> Path:
+    """Save reference statistics mu, sigma to an .npz that ``load_reference`` reads."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, mu=stats["mu"], sigma=stats["sigma"])
@@ -127,11 +141,11 @@ def evaluate_images(
     isc_splits: int = 10,
     batch_size: int = 100,
     progress: bool = True,
-) -> dict[str, float]:
+) -> dict[str, float | int]:
     """FID of uint8 images (N, H, W, 3) against reference statistics, and the Inception Score
     when the feature function gives logits."""
     pool, logits = compute_features(images, feature_fn, batch_size=batch_size, progress=progress)
-    out = {"num_samples": float(pool.shape[0]), "fid": frechet_distance(statistics(pool), reference)}
+    out = {"num_samples": int(pool.shape[0]), "fid": frechet_distance(statistics(pool), reference)}
     if logits is not None:
         out["inception_score"], out["inception_score_std"] = inception_score(logits, isc_splits)
     return out

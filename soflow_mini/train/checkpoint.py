@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import re
 import warnings
 from pathlib import Path
@@ -21,6 +22,7 @@ _NAME = re.compile(r"^step_(\d{8,})\.pt$")
 
 
 def checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    """``run_dir/checkpoints/step_XXXXXXXX.pt`` for ``step``."""
     return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:08d}.pt"
 
 
@@ -42,17 +44,38 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint; a missing, truncated or corrupt file raises ValueError naming it."""
+    """Load a checkpoint; a missing file raises FileNotFoundError, an empty, truncated,
+    corrupt or foreign one ValueError naming it, in one short line."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; pass a checkpoint file (checkpoints/step_*.pt) or use the run folder "
+                         "where a run folder is accepted")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise ValueError(f"{path} is empty: not a checkpoint (an interrupted copy?)")
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip archive (older: a pickle)
+        kind = " (it holds JSON, such as config.json)" if head.lstrip()[:1] in (b"{", b"[") else ""
+        raise ValueError(f"{path} is not a checkpoint{kind}: not a file written by torch.save")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"{path} is not a soflow_mini checkpoint: it holds objects other than tensors "
+                         "and plain values") from None
     except Exception as err:  # torch raises several types for damaged zip archives
-        raise ValueError(f"corrupt or truncated checkpoint {path}: {type(err).__name__}: {err}") from None
+        raise ValueError(f"corrupt or truncated checkpoint {path}: {_first_sentence(err)}") from None
     if not isinstance(state, dict) or "step" not in state:
         raise ValueError(f"{path} is not a soflow_mini checkpoint (no 'step' entry)")
     return state
+
+
+def _first_sentence(err: Exception, limit: int = 90) -> str:
+    """The start of an exception's message, one line of at most ``limit`` characters."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = text.split(". ")[0].rstrip(".")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -65,13 +88,44 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def latest_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict] | None:
-    """The newest checkpoint of a run that loads, with its state; None when there is none."""
+    """The newest checkpoint of a run that loads, with its state; None when there is none.
+
+    A damaged newer checkpoint is skipped with a warning; when checkpoints exist but none
+    loads, ValueError names the newest one and why (nothing is deleted).
+    """
+    errors: list[str] = []
     for _, path in reversed(list_checkpoints(run_dir)):
         try:
-            return path, load_checkpoint(path, map_location)
+            found = path, load_checkpoint(path, map_location)
         except ValueError as err:
-            warnings.warn(f"skipping {err}", stacklevel=2)
+            errors.append(str(err))
+            continue
+        for message in errors:
+            warnings.warn(f"skipping {message}; using {path}", stacklevel=2)
+        return found
+    if errors:
+        more = f" (and {len(errors) - 1} older ones)" if len(errors) > 1 else ""
+        raise ValueError(f"{errors[0]}{more}")
     return None
+
+
+def archive_run(run_dir: str | Path) -> Path | None:
+    """Move a run's checkpoints, logs, sample grids and config into ``run_dir/previous-N``
+    (the first free N), so a new run can start in the folder without losing anything.
+    Returns that folder, or None when there was nothing to move."""
+    run_dir = Path(run_dir)
+    names = [CHECKPOINT_DIR, "samples", "config.json", "log.csv", "log.jsonl", "tensorboard"]
+    present = [run_dir / n for n in names if (run_dir / n).exists()]
+    if not present:
+        return None
+    n = 1
+    while (run_dir / f"previous-{n}").exists():
+        n += 1
+    target = run_dir / f"previous-{n}"
+    target.mkdir()
+    for item in present:
+        os.replace(item, target / item.name)
+    return target
 
 
 def prune_checkpoints(run_dir: str | Path, keep: int) -> None:

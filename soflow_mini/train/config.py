@@ -144,6 +144,7 @@ class TrainConfig:
     compile: bool = False
     log_every: int = 100
     log_format: LogFormat = "csv"
+    tensorboard: bool = False  # also write TensorBoard event files (loss curves, sample grids)
     progress: bool = True
     sample_every: int = 0
     grid_samples: int = 64

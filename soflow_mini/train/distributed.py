@@ -42,7 +42,24 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         raise ValueError(f"device must be 'auto' or a torch device such as 'cpu' or 'cuda:0', got {name!r}") from None
     if device.type != "cpu" and device.index is None:
         device = torch.device(device.type, local_rank)
+    if device.type not in ("cpu", "meta"):
+        _check_available(device, name)
     return device
+
+
+def _check_available(device: torch.device, name: str) -> None:
+    """ValueError in one line when ``device`` does not exist on this machine."""
+    try:
+        module = torch.get_device_module(device.type)
+    except (RuntimeError, AttributeError, ValueError):
+        raise ValueError(f"device {name!r}: this torch build has no {device.type!r} support; "
+                         "use 'cpu' or 'auto'") from None
+    if hasattr(module, "is_available") and not module.is_available():
+        raise ValueError(f"device {name!r} is not available on this machine (torch.{device.type}.is_available() "
+                         "is False); use 'cpu' or 'auto'")
+    count = module.device_count() if hasattr(module, "device_count") else None
+    if count is not None and device.index is not None and device.index >= count:
+        raise ValueError(f"device {str(device)!r} does not exist: this machine has {count} {device.type} device(s)")
 
 
 def init_distributed(device_name: str = "auto") -> tuple[DistInfo, torch.device]:

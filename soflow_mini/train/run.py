@@ -7,6 +7,7 @@ trainer itself stays generic.
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -20,10 +21,10 @@ from ..ema import EMA
 from ..nets import DIT_SIZES, DiT, SongUNet, ToyMLP
 from ..nets import load_official as load_official_network
 from ..soflow import SoFlow
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import archive_run, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import DataConfig, ModelConfig, RunConfig
 from .data import DataSpec, build_data
-from .distributed import init_distributed
+from .distributed import barrier, init_distributed
 from .trainer import Trainer, TrainResult
 
 # method name -> (class, name of the sample() argument that sets the number of steps)
@@ -102,17 +103,28 @@ def sample_kwargs(method: str, nfe: int) -> dict[str, int]:
     return {METHODS[method][1]: nfe}
 
 
-def train(config: RunConfig, run_dir: str | Path, *, stop_at: int | None = None) -> TrainResult:
-    """Train (or resume) the run in ``run_dir``; under torchrun every process calls this."""
-    info, device = init_distributed(config.train.device)
+def train(config: RunConfig, run_dir: str | Path, *, stop_at: int | None = None, restart: bool = False) -> TrainResult:
+    """Train (or resume) the run in ``run_dir``; under torchrun every process calls this.
+
+    ``restart``: move the folder's checkpoints, logs, grids and config into
+    ``run_dir/previous-N`` first and start from step 0 (nothing is deleted). config.json is
+    written once the run has started, so a start that fails leaves no trace.
+    """
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"run folder {run_dir} is an existing file; choose another --run-dir")
+    info, device = init_distributed(config.train.device)
     data = build_data(config.data, seed=config.train.seed)
     torch.manual_seed(config.train.seed)  # the initial weights (the same in every process)
     model = build_model(config, data.spec)
     if config.train.compile:
         model.net.compile()  # in place: parameter names (and checkpoints) stay the same
-    if info.is_main:
-        _write_config(run_dir, config)
+    if restart:
+        if info.is_main:
+            moved = archive_run(run_dir)
+            if moved is not None:
+                print(f"restarting {run_dir} from step 0; the previous files are in {moved}", file=sys.stderr)
+        barrier()
     from ..evaluation.generate import grid_writer
 
     trainer = Trainer(
@@ -121,17 +133,20 @@ def train(config: RunConfig, run_dir: str | Path, *, stop_at: int | None = None)
         sample_kwargs=sample_kwargs(config.train.method, config.train.sample_nfe),
         write_grid=grid_writer(data.spec) if info.is_main else None,
     )
+    if info.is_main:
+        _write_config(run_dir, config)
     return trainer.fit(stop_at)
 
 
 def _write_config(run_dir: Path, config: RunConfig) -> None:
-    """Save config.json; warn about the fields that differ from a previous run in this folder."""
+    """Save config.json; warn about the fields that differ from a previous run in this folder
+    (fields the previous run did not have yet are not differences)."""
     path = run_dir / "config.json"
     new = json.loads(json.dumps(config.to_dict()))
     if path.exists():
         old = json.loads(path.read_text())
-        changed = [f"{s}.{k}" for s in new if isinstance(new[s], dict)
-                   for k in new[s] if old.get(s, {}).get(k) != new[s][k]]
+        changed = [f"{s}.{k}" for s in new if isinstance(new[s], dict) and isinstance(old.get(s), dict)
+                   for k in new[s] if k in old[s] and old[s][k] != new[s][k]]
         if changed:
             warnings.warn(f"{run_dir} was started with other values of {', '.join(changed)}; using the new ones",
                           stacklevel=3)
@@ -153,6 +168,12 @@ def load_model(path: str | Path, *, ema: bool = True) -> tuple[nn.Module, DataSp
         path, state = found
     else:
         state = load_checkpoint(path)
+    if "model" in state and ("config" not in state or "data_spec" not in state):
+        raise ValueError(
+            f"{path} holds weights but no run config (a Trainer around a custom network?): only runs of "
+            "soflow_mini.train presets are rebuilt from a checkpoint; build your model in Python and call "
+            "model.load_state_dict(load_checkpoint(path)['model'])"
+        )
     for key in ("config", "data_spec", "model"):
         if key not in state:
             raise ValueError(f"{path} lacks '{key}': not a checkpoint of soflow_mini.train")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -64,6 +65,9 @@ class NonFiniteLoss(RuntimeError):
 
 @dataclass
 class TrainResult:
+    """What ``Trainer.fit`` returns: the step reached, whether the run finished or was
+    interrupted, the last logged values and the checkpoint of that step."""
+
     step: int
     status: Literal["finished", "interrupted"]
     logs: dict[str, float] = field(default_factory=dict)
@@ -102,6 +106,8 @@ class Trainer:
         augment: Callable[..., tuple[Tensor, Tensor]] | None = None,
     ):
         self.config, self.data, self.run_dir = config, data, Path(run_dir)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ValueError(f"run folder {self.run_dir} is an existing file; choose another --run-dir")
         self.dist = dist_info or DistInfo()
         self.device = device or torch.device("cpu")
         self.extra_state = extra_state or {}
@@ -133,7 +139,11 @@ class Trainer:
         self.step = 0
         self.resumed_from: Path | None = None
         torch.manual_seed(derive_seed(config.seed, self.dist.rank))  # per-rank seed for any global draw
-        found = latest_checkpoint(self.run_dir, map_location=self.device)
+        try:
+            found = latest_checkpoint(self.run_dir, map_location=self.device)
+        except ValueError as err:  # checkpoints exist, none loads: never restart silently
+            raise ValueError(f"cannot resume: {err}; nothing was changed: --restart (restart=True) starts again "
+                             "from step 0 and moves the old files to RUN_DIR/previous-N") from None
         if found is not None:
             self._load(*found)
         self.wrapped = self.model
@@ -141,6 +151,8 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.wrapped = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self._stop = threading.Event()
+        self._tensorboard: Any = None  # a SummaryWriter while fit() runs with config.tensorboard
+        self._writer_class = _summary_writer_class() if config.tensorboard and self.dist.is_main else None
         self._bad_step = torch.full((), -1, device=self.device, dtype=torch.long)
 
     # ------------------------------------------------------------------ state
@@ -240,6 +252,11 @@ class Trainer:
             samples = self.model.sample(noise, y, **self.sample_kwargs)
         self.model.train()
         self.write_grid(samples, path)
+        if self._tensorboard is not None and path.is_file():
+            from PIL import Image
+
+            with Image.open(path) as picture:
+                self._tensorboard.add_image("samples", np.asarray(picture.convert("RGB")), self.step, dataformats="HWC")
 
     def _log_path(self) -> Path:
         return self.run_dir / f"log.{self.config.log_format}"
@@ -251,8 +268,16 @@ class Trainer:
         end of the current step (under torchrun, at the next log step) with a checkpoint."""
         config, main = self.config, self.dist.is_main
         end = config.steps if stop_at is None else min(stop_at, config.steps)
-        if main and self.resumed_from is not None and config.progress:
-            tqdm.write(f"resuming from {self.resumed_from} (step {self.step})", file=sys.stderr)
+        if self.resumed_from is not None and self.step >= config.steps:
+            if main:
+                print(f"{self.run_dir}: already finished at step {self.step} (train.steps {config.steps}); "
+                      "nothing to do: raise --train.steps to train on, or pass --restart to start again",
+                      file=sys.stderr)
+            return TrainResult(self.step, "finished", {}, self.resumed_from)
+        if main and self.resumed_from is not None:  # shown also without progress bars
+            print(f"resuming from {self.resumed_from} (step {self.step})", file=sys.stderr)
+        if self._writer_class is not None:  # events of steps a resumed run repeats are dropped
+            self._tensorboard = self._writer_class(str(self.run_dir / "tensorboard"), purge_step=self.step or None)
         log = LogWriter(self._log_path(), config.log_format, after=self.step) if main else None
         bar = tqdm(total=config.steps, initial=self.step, disable=not (main and config.progress),
                    desc=f"train {self.run_dir.name}", dynamic_ncols=True)
@@ -294,10 +319,15 @@ class Trainer:
             bar.close()
             if log is not None:
                 log.close()
+            if self._tensorboard is not None:
+                self._tensorboard.flush()
         path = checkpoint_path(self.run_dir, self.step) if saved_at == self.step else self.save()
         status = "finished" if self.step >= config.steps else "interrupted"
         if self.step > start and status == "finished" and not at(config.sample_every):  # the final grid
             self.write_samples(self.run_dir / "samples" / f"step_{self.step:08d}.png")
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
         return TrainResult(self.step, status, last_logs, path)
 
     def _log(self, window, count, seconds, log, bar) -> dict[str, float]:
@@ -309,6 +339,10 @@ class Trainer:
         row = {"step": self.step, **dict(zip(keys, values, strict=True))}
         row.update(lr=self.optimizer.param_groups[0]["lr"], steps_per_s=count / max(seconds, 1e-9))
         row["samples_per_s"] = row["steps_per_s"] * self.config.batch_size
+        if self._tensorboard is not None:
+            for key, value in row.items():
+                if key != "step":
+                    self._tensorboard.add_scalar(key, value, self.step)
         if log is not None:
             log.write(row)
             shown = {k: f"{row[k]:.4g}" for k in ("loss", "fm_mse", "scm_mse") if k in row}
@@ -358,6 +392,16 @@ def tf32_matmuls(enabled: bool):
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def _summary_writer_class() -> type:
+    """torch's SummaryWriter, or ImportError in one line when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ImportError("train.tensorboard needs the tensorboard package: pip install 'soflow-mini[tensorboard]' "
+                          "(or set --train.tensorboard false)") from None
+    return SummaryWriter
 
 
 class LogWriter:
