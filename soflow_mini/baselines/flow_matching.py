@@ -38,6 +38,8 @@ class FlowMatchingConfig:
 
 
 class FlowMatching(nn.Module):
+    """Flow matching around a network net(x, t, s, y) evaluated at s = t: velocity, loss, ODE sampling."""
+
     def __init__(self, net: nn.Module, config: FlowMatchingConfig | None = None):
         super().__init__()
         self.net = net

@@ -62,6 +62,8 @@ def _jvp_context(device: torch.device):
 
 
 class MeanFlow(nn.Module):
+    """MeanFlow around a network net(z, t, r, y), the average velocity over [r, t]: JVP loss, sampling."""
+
     def __init__(self, net: nn.Module, config: MeanFlowConfig | None = None):
         super().__init__()
         self.net = net

@@ -74,7 +74,7 @@ def statistics(features: Tensor) -> dict[str, np.ndarray]:
 
 
 def frechet_distance(stats_a: dict[str, np.ndarray], stats_b: dict[str, np.ndarray]) -> float:
-    """|mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))."""
+    """Frechet distance of two Gaussians: ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))."""
     from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 
     a = {k: np.asarray(v, dtype=np.float64) for k, v in stats_a.items()}
@@ -113,6 +113,7 @@ def load_reference(path: str | Path, feature_fn: FeatureFn | None = None, **kw) 
 
 
 def save_reference(path: str | Path, stats: dict[str, np.ndarray]) -> Path:
+    """Write Inception statistics {"mu", "sigma"} to an .npz file, creating its folder; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, mu=stats["mu"], sigma=stats["sigma"])
