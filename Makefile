@@ -14,7 +14,7 @@ NBVAL_FLAGS := --nbval --nbval-sanitize-with $(SANITIZE) --ignore=_build --ignor
                -p no:cacheprovider -q
 STRICT      := -W -n --keep-going
 
-.PHONY: book test unit venv clean notebooks nbval book-committed html-tests
+.PHONY: book test unit venv clean notebooks nbval book-committed html-tests student
 
 venv: $(STAMP)
 
@@ -50,6 +50,11 @@ book-committed: $(STAMP) $(VENDOR)
 
 html-tests: $(STAMP)
 	BOOK_HTML_REQUIRED=1 $(PY) -m pytest tests/test_book_html.py -q -p no:cacheprovider
+
+# Student edition: every chapter without its worked solutions, stubs and checks kept
+# (book/_tools/student_edition.py), written to _build/student/.
+student: $(STAMP)
+	$(PY) book/_tools/student_edition.py --out _build/student
 
 # Refresh the committed outputs: sync the Colab cells, execute every chapter in place.
 notebooks: $(STAMP)

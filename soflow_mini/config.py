@@ -56,8 +56,7 @@ class SoFlowConfig:
     velocity_loss_ratio: fraction of the batch trained with the flow-matching term.
     p, eps: adaptive weight 1 / (mse + eps)^p.
     time_mean, time_std: logit-normal (mean, std) for (FM t, SCM s, SCM t).
-    cfg_scale, mix_ratio, cfg_drop_rate, cfg_decay_time: guidance baked into training
-        (active only with labels and cfg_scale > 1).
+    cfg_scale, mix_ratio, cfg_drop_rate, cfg_decay_time: guidance baked into training (active only with labels and cfg_scale > 1).
     l_schedule, l_init_ratio, l_end_ratio: intermediate-time schedule r(k, K).
     noising_type: path ("linear", "trig"); coefficient_type: f parameterization ("euler", "trig").
     """

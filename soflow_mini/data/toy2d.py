@@ -70,6 +70,7 @@ TOY_DATASETS: dict[str, tuple[Sampler, int]] = {
 
 
 def toy_num_classes(name: str) -> int:
+    """Number of labels of a toy dataset (its components: squares, modes, moons, arms, rings)."""
     return TOY_DATASETS[_resolve(name)][1]
 
 

@@ -52,6 +52,7 @@ def points_image(points: Tensor, *, size: int = 256, extent: float = 3.0) -> np.
 
 
 def save_png(picture: np.ndarray, path: str | Path) -> Path:
+    """Write a uint8 picture (H, W, 3) or (H, W) as a PNG file, creating its folder; returns the path."""
     from PIL import Image
 
     path = Path(path)
