@@ -93,14 +93,6 @@ PUBLISHED = {"imagenet.yaml": (IMAGENET_YAML, "imagenet256-b4", "imagenet256"), 
 BOOKKEEPING = {"data.root", "train.seed", "train.sample_every", "train.checkpoint_every", "train.grid_samples"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write(tmp_path, text, name="config.yaml"):
     path = tmp_path / name
     path.write_text(text)

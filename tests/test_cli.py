@@ -21,14 +21,6 @@ SMALL = ["--model.mlp_width", "64", "--model.mlp_depth=2", "--data.toy_size", "4
          "--train.grid_samples", "256", "--train.progress", "false", "--train.device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def run_module(*args, timeout=120):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "soflow_mini.cli", *args], capture_output=True, text=True,

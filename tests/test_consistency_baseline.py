@@ -13,15 +13,6 @@ from soflow_mini.baselines.consistency import karras_sigmas, num_scales, pair_pr
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors: two threads on a shared CPU are slower than one
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _exact(mean, std, kind="linear"):
     """Consistency model whose network is the exact F of Gaussian data on the given path."""
     gaussian = GaussianMixture([mean], [std], path=kind)

@@ -15,14 +15,6 @@ PER_BATCH = 4
 TINY_DIT = ["--model.dit_size", "DiT-T/4", "--model.hidden_size", "32", "--model.depth", "1", "--model.num_heads", "2"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def pixel(k, c, i, j):
     """The known value of image k, channel c, row i, column j in the fake files."""
     return (7 * k + 50 * c + 3 * i + j) % 256

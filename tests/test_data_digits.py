@@ -9,14 +9,6 @@ from soflow_mini.data.digits import load_digits_images
 from soflow_mini.train import build_config, build_data, read_log, train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_images_and_labels():
     images, labels = load_digits_images()
     assert images.shape == (1797, 8, 8, 1) and images.dtype == np.uint8 and labels.shape == (1797,)

@@ -17,14 +17,6 @@ from soflow_mini.data.latents import (
 SIZE = 32  # image side; the 2-level VAE halves it once: latents (4, 16, 16)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def vae_dir(tmp_path_factory):
     torch.manual_seed(0)

@@ -23,15 +23,6 @@ PATHS = {"vp": VPPath(), "linear": get_path("linear"), "trig": get_path("trig")}
 MIXTURE = dict(means=[[1.0, -0.5], [-1.5, 1.0]], stds=[0.3, 0.6], weights=[0.4, 0.6])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tests run many steps on tiny tensors: one thread avoids oversubscribing a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _times(n, lo=0.02, hi=0.98, seed=0):
     g = torch.Generator().manual_seed(seed)
     return lo + (hi - lo) * torch.rand(n, dtype=torch.float64, generator=g)

@@ -16,14 +16,6 @@ OVERRIDES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_two_processes_match_one_process(tmp_path):
     args = [f"--{k}={v}" for k, v in OVERRIDES.items()]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

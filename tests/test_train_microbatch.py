@@ -9,14 +9,6 @@ from soflow_mini.train.data import PointData, derive_seed
 from soflow_mini.train.trainer import shards_per_process, tf32_matmuls
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Recorder(nn.Module):
     """A deterministic stand-in model (loss mean((x0 w)^2)) that records every call."""
 

@@ -14,14 +14,6 @@ from soflow_mini.train import (
 from soflow_mini.train.data import PointData
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets run fastest on one thread (and far faster when the CPU is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 SMALL = {
     "model.mlp_width": 64, "model.mlp_depth": 2, "data.toy_size": 4096, "train.batch_size": 64,
     "train.steps": 6, "train.log_every": 1, "train.checkpoint_every": 3, "train.grid_samples": 256,

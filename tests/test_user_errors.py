@@ -32,14 +32,6 @@ SMALL = ["--model.mlp_width", "32", "--model.mlp_depth=1", "--data.toy_size", "1
          "--train.grid_samples", "16", "--train.progress", "false", "--train.device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "moons"
