@@ -1,7 +1,6 @@
 """scikit-learn's 8x8 digits as an offline CPU image data set."""
 
 import numpy as np
-import pytest
 import torch
 from sklearn.datasets import load_digits
 
