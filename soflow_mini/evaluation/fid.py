@@ -87,7 +87,7 @@ def statistics(features: Tensor) -> dict[str, np.ndarray]:
 
 
 def frechet_distance(stats_a: dict[str, np.ndarray], stats_b: dict[str, np.ndarray]) -> float:
-    """|mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))."""
+    """Frechet distance of two Gaussians: ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))."""
     from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 
     a = {k: np.asarray(v, dtype=np.float64) for k, v in stats_a.items()}
