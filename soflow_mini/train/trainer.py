@@ -81,8 +81,8 @@ class Trainer:
     sample_kwargs: keyword arguments of ``model.sample`` for the grids (e.g. nfe=1).
     write_grid: ``write_grid(samples, path)`` saves a picture of samples; None: no grids.
     augment: ``augment(x0, generator=g) -> (x0, labels)`` applied to each shard on the device,
-        its draws a function of (seed, step, shard); the labels go to the loss as
-        ``augment_labels``. None: no augmentation.
+    its draws a function of (seed, step, shard); the labels go to the loss as
+    ``augment_labels``. None: no augmentation.
 
     Example::
 
