@@ -243,3 +243,23 @@ def test_meanflow_trains_a_dit_under_cuda_bf16_autocast():
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_trajectory_is_the_path_sample_follows():
+    from soflow_mini import straightness
+    from soflow_mini.baselines.flow_matching import time_grid
+
+    gaussian = GaussianMixture([[1.0, -1.0]], [0.4])
+    model = FlowMatching(_ExactVelocityNet(gaussian))
+    noise = torch.randn(200, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    path = model.trajectory(noise, steps=16, solver="rk4")
+    assert path.shape == (17, 200, 2)
+    torch.testing.assert_close(path[0], noise)
+    torch.testing.assert_close(path[-1], model.sample(noise, steps=16, solver="rk4"))
+    ones = torch.ones(200, dtype=torch.float64)
+    for i, t in enumerate(time_grid(16, dtype=torch.float64)):  # every state on the exact ODE solution
+        torch.testing.assert_close(path[i], gaussian.solution(noise, ones, t * ones), atol=1e-5, rtol=0)
+    # for a point mass the marginal paths are the straight conditional ones, x_t = (1 - t) x_0 + t x_1
+    point = FlowMatching(_ExactVelocityNet(GaussianMixture([[0.5, 1.0]], [0.0])))
+    assert straightness(point.trajectory(noise, steps=8)) < 1e-20
+    assert straightness(path) > 1e-3  # the Gaussian's paths bend

@@ -85,3 +85,35 @@ def test_noise_band_of_the_unbiased_energy_distance_is_centred_on_zero():
     assert shifted > hi + 5 * band.energy_std
     with pytest.raises(ValueError, match="draws"):
         noise_band(draw, 10, draws=1)
+
+
+def test_straightness_closed_forms():
+    from soflow_mini import straightness
+
+    t = torch.linspace(0, 1, 2001, dtype=torch.float64)[:, None, None]  # (K + 1, 1, 1)
+    direction = torch.tensor([[3.0, -1.0]], dtype=torch.float64)  # one path in 2D
+    assert straightness(t * direction) == pytest.approx(0.0, abs=1e-20)  # straight, constant speed
+    # straight but accelerating, z = t^2 e: mean of |e - 2t e|^2 = |e|^2 / 3
+    assert straightness(t**2 * direction) == pytest.approx(10 / 3, rel=1e-5)
+    # a quarter circle: pi^2 / 4 - 2
+    arc = torch.cat([torch.cos(torch.pi * t / 2), torch.sin(torch.pi * t / 2)], dim=-1)
+    assert straightness(arc) == pytest.approx(torch.pi**2 / 4 - 2, rel=1e-5)
+    with pytest.raises(ValueError, match="K >= 1"):
+        straightness(arc[:1])
+
+
+def test_precision_recall_matches_brute_force_and_sees_missing_modes():
+    from soflow_mini import precision_recall
+
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(300, 2, generator=g), torch.randn(250, 2, generator=g) * 1.5 + 0.3
+    k = 3
+    radius = lambda x: torch.cdist(x, x).sort(dim=1).values[:, k]  # noqa: E731  (k-th other point)
+    d = torch.cdist(fake.double(), real.double())
+    expected = ((d <= radius(real.double())[None]).any(1).double().mean(),
+                (d <= radius(fake.double())[:, None]).any(0).double().mean())
+    assert precision_recall(fake, real, k, chunk=64) == pytest.approx(tuple(map(float, expected)))
+    far = fake + 100.0  # no sample near the data: precision and recall both vanish
+    assert precision_recall(far, real, k) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="needs more than 3 samples"):
+        precision_recall(fake[:3], real, 3)

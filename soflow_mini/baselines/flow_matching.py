@@ -7,6 +7,7 @@ Uses the same network contract as SoFlow, net(x, t, s, y), evaluated at s = t.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -123,6 +124,24 @@ class FlowMatching(nn.Module):
         Network evaluations: ``steps * EVALS_PER_STEP[solver]`` (Euler 1, Heun and midpoint 2,
         RK4 4 per step), each doubled in batch size when cfg_scale != 1.
         """
+        for x in self._states(noise, y, steps, solver, cfg_scale, grid_power):
+            pass
+        return x
+
+    @torch.no_grad()
+    @_checks.in_eval_mode
+    def trajectory(
+        self, noise: Tensor, y: Tensor | None = None, *, steps: int = 100, solver: Solver = "euler",
+        cfg_scale: float = 1.0, grid_power: float = 1.0,
+    ) -> Tensor:
+        """The path ``sample`` follows: the state at every time of the grid, noise first,
+        shape (steps + 1, *noise.shape); the last entry is ``sample``'s result."""
+        return torch.stack(list(self._states(noise, y, steps, solver, cfg_scale, grid_power)))
+
+    def _states(
+        self, noise: Tensor, y: Tensor | None, steps: int, solver: Solver, cfg_scale: float, grid_power: float,
+    ) -> Iterator[Tensor]:
+        """Yield the noise, then the state after each solver step from t = 1 to t = 0."""
         B = _checks.batch_tensor("noise", noise)
         y = _checks.labels(y, B, self.num_classes)
         solver = _checks.choice("solver", solver, dict.fromkeys(SOLVERS))
@@ -134,6 +153,7 @@ class FlowMatching(nn.Module):
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
         x = noise
+        yield x
         grid = time_grid(steps, grid_power, device=noise.device, dtype=noise.dtype)
 
         def v(x_: Tensor, t_: Tensor) -> Tensor:
@@ -153,4 +173,4 @@ class FlowMatching(nn.Module):
                 k3 = v(x + 0.5 * dt * k2, t_now + 0.5 * dt)
                 k4 = v(x + dt * k3, t_next)
                 x = x + dt * (k1 + 2 * k2 + 2 * k3 + k4) / 6
-        return x
+            yield x

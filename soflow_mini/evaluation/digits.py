@@ -13,26 +13,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..metrics import precision_recall
+
 
 def _flat(images: np.ndarray) -> Tensor:
     """uint8 images (N, 8, 8, 1) -> float64 (N, 64) in [0, 1]."""
     return torch.as_tensor(np.asarray(images), dtype=torch.float64).flatten(1) / 255.0
-
-
-def _radii(x: Tensor, k: int) -> Tensor:
-    """Distance of each row of x (N, D) to its k-th nearest other row: (N,)."""
-    d = torch.cdist(x, x)  # (N, N), the diagonal is the point itself
-    return d.kthvalue(k + 1, dim=1).values
-
-
-def precision_recall(fake: Tensor, real: Tensor, k: int = 3) -> tuple[float, float]:
-    """k-NN precision and recall of points fake (N, D) against real (M, D)."""
-    if min(len(fake), len(real)) <= k:
-        raise ValueError(f"precision/recall with k={k} needs more than {k} samples, got {len(fake)}")
-    d = torch.cdist(fake, real)  # (N, M)
-    precision = (d <= _radii(real, k)[None, :]).any(1).double().mean()
-    recall = (d <= _radii(fake, k)[:, None]).any(0).double().mean()
-    return float(precision), float(recall)
 
 
 def evaluate_digits(images: np.ndarray, *, k: int = 3, seed: int = 0) -> dict[str, float | int]:
