@@ -105,6 +105,13 @@ def main(argv=None) -> int:
     return 0
 
 
+def _mean_spread(values: list[float]) -> str:
+    """'mean +- std [n]' of one cell of the table (no spread for a single seed)."""
+    v = torch.tensor(values, dtype=torch.float64)
+    spread = f" +- {v.std().item():.4f}" if len(v) > 1 else ""
+    return f"{v.mean().item():.4f}{spread} [{len(v)}]"
+
+
 def write_table(record: dict, path: Path) -> None:
     rows = {}
     for key, res in record["runs"].items():
@@ -115,12 +122,12 @@ def write_table(record: dict, path: Path) -> None:
     all_steps = sorted({int(k.split("|")[2]) for k in record["runs"]})
     lines = [common.header("SoFlow toy recipe against training length"),
              "Excess energy distance (value minus the mean of the data-vs-data noise band at the same size), "
-             "mean over seeds [n seeds]. Noise band (2 std) per toy: "
+             "mean +- standard deviation over seeds [n seeds]. Noise band (2 std) per toy: "
              + ", ".join(f"{t} +-{2 * b['energy_std']:.1e}" for t, b in record.get("bands", {}).items()) + ".\n"]
     table = []
     for (toy, variant, metric), by_steps in sorted(rows.items()):
         table.append([toy, variant, metric] + [
-            (f"{sum(v) / len(v):.4f} [{len(v)}]" if (v := by_steps.get(s)) else "") for s in all_steps])
+            (_mean_spread(v) if (v := by_steps.get(s)) else "") for s in all_steps])
     lines.append(common.markdown_table(["toy", "variant", "sampler"] + [f"{s} steps" for s in all_steps], table))
     common.write_text(path, "\n".join(lines) + "\n")
 
