@@ -156,7 +156,7 @@ def precision_recall(fake: Tensor, real: Tensor, k: int = 3, *, chunk: int = 204
 
 def straightness(trajectory: Tensor) -> float:
     """Straightness of sampled paths (Liu et al. 2023): the mean over time of
-    E |(z_end - z_start) - dz/dt|^2, with time rescaled to [0, 1].
+    ``E |(z_end - z_start) - dz/dt|^2``, with time rescaled to [0, 1].
 
     ``trajectory`` (K + 1, N, ...) holds N paths at K + 1 equally spaced times (for example
     ``FlowMatching.trajectory``); dz/dt is the finite difference of each step, times K. Zero

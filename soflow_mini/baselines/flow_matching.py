@@ -135,7 +135,7 @@ class FlowMatching(nn.Module):
         cfg_scale: float = 1.0, grid_power: float = 1.0,
     ) -> Tensor:
         """The path ``sample`` follows: the state at every time of the grid, noise first,
-        shape (steps + 1, *noise.shape); the last entry is ``sample``'s result."""
+        shape ``(steps + 1, *noise.shape)``; the last entry is ``sample``'s result."""
         return torch.stack(list(self._states(noise, y, steps, solver, cfg_scale, grid_power)))
 
     def _states(
