@@ -6,21 +6,19 @@ test covers the check the book ships, not a copy of it.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from soflow_mini import get_path
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "book" / "02_flow_matching.ipynb"
+from _book_cells import cell_source, rejected
+
+NOTEBOOK = "02_flow_matching.ipynb"
 
 
 def _cell(tag: str) -> str:
-    cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if tag in c["metadata"].get("tags", [])]
-    assert len(cells) == 1, f"expected one cell tagged {tag}, found {len(cells)}"
-    return "".join(cells[0]["source"])
+    return cell_source(NOTEBOOK, tag)
 
 
 def _defined(tag: str, *, raises: type[BaseException] | None = None):
@@ -42,12 +40,7 @@ def _run_check(answer) -> dict:
 
 
 def _rejected(answer) -> str:
-    with pytest.raises(Exception) as info:
-        _run_check(answer)
-    assert type(info.value).__name__ == "ExerciseWrong", repr(info.value)
-    lines = info.value._render_traceback_()
-    assert len(lines) == 1 and "Traceback" not in lines[0]
-    return str(info.value)
+    return rejected(_run_check, answer)
 
 
 def _coefficients(x, t, mu, path):
